@@ -1,0 +1,130 @@
+"""Attention kernels: one fused call for training, an explicit one for analysis, a block-sparse one.
+
+All three take q, k, v of shape (B, H, T, D) and an optional additive logit `offset`
+broadcastable to (B, H, T, T) (the sum of every variant's offsets), apply the causal mask and
+one softmax, and return `y` (B, H, T, D) and, when asked, the attention structure:
+
+    rel = Σ_j p_ij u_j − u_i,  sd = sqrt(Σ_j p_ij u_j² − (Σ_j p_ij u_j)² + ε),  mean_logit = Σ_j p_ij s_ij
+
+with u_j = j / L. The fused path gets them without a T×T weight matrix: each is a weighted average
+of something linear in the key (u_j, u_j², and k_j since Σ p s = q·Σ p k / √D), so they ride along
+as extra value channels of the same scaled_dot_product_attention call.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .variants import RAMP_EPS, SD_EPS, structure_from_moments
+
+FLEX_BLOCK = 128  # FlexAttention's tile: the unit in which key blocks are skipped
+
+
+def causal_bias(offset, T):
+    """offset (…, T, T) → float mask with −inf above the diagonal, for SDPA's attn_mask."""
+    upper = torch.ones(T, T, dtype=torch.bool, device=offset.device).triu(1)
+    return offset.masked_fill(upper, float("-inf"))
+
+
+def _positions(T, block_size, device, dtype=torch.float32):
+    return torch.arange(T, device=device, dtype=dtype) / block_size  # u (T,)
+
+
+def attend_fused(q, k, v, offset=None, *, stats=None, block_size, dropout_p=0.0):
+    """Training path. `stats`: None, "positions" (rel, sd) or "all" (also mean_logit)."""
+    B, H, T, D = q.shape
+    mask = None if offset is None else causal_bias(offset.to(q.dtype), T)
+    if stats is None:
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None)
+        return y, None
+    # Structure channels in float32 even under bf16 autocast: sd = sqrt(E[u²] − μ²) cancels badly.
+    q, k, v = q.float(), k.float(), v.float()
+    mask = None if mask is None else mask.float()
+    u = _positions(T, block_size, q.device).view(1, 1, T, 1).expand(B, H, T, 1)
+    extra = [u, u * u] + ([k] if stats == "all" else [])
+    out = F.scaled_dot_product_attention(q, k, torch.cat([v] + extra, dim=-1), attn_mask=mask,
+                                         dropout_p=dropout_p, is_causal=mask is None)
+    # With dropout the moments are unbiased estimates of the exact ones (the mask averages out).
+    y, mu, m2 = out[..., :D], out[..., D], out[..., D + 1]
+    rel, sd = structure_from_moments(mu, m2, u[..., 0])
+    st = {"rel": rel, "sd": sd}
+    if stats == "all":
+        st["mean_logit"] = (q * out[..., D + 2:]).sum(-1) / math.sqrt(D)
+    return y, st
+
+
+def attend_explicit(q, k, v, offset=None, *, block_size, dropout=None):
+    """Analysis path: materialises scores and weights; returns y, stats and both matrices."""
+    B, H, T, D = q.shape
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(D)  # (B, H, T, T), before mask and offsets
+    logits = scores if offset is None else scores + offset
+    probs = F.softmax(causal_bias(logits, T), dim=-1)
+    y = (probs if dropout is None else dropout(probs)) @ v
+    u = _positions(T, block_size, q.device, probs.dtype)
+    mu = probs @ u  # (B, H, T)
+    var = (probs * (u.view(1, 1, 1, T) - mu.unsqueeze(-1)) ** 2).sum(-1)
+    stats = {"rel": mu - u, "sd": torch.sqrt(var + SD_EPS), "mean_logit": (probs * scores).sum(-1)}
+    return y, stats, scores, probs
+
+
+# ----------------------------------------------------------------------------- block-sparse hard window
+
+def window_block_mask(span, T, block=FLEX_BLOCK):
+    """Per (batch, head, query block), the key blocks that any of its queries can reach.
+
+    Query i needs keys j with i − j + 1 < σ_i, i.e. j ≥ floor(i + 1 − σ_i) + 1; a query block needs
+    every key block from the lowest such j of its rows up to its own diagonal block. Returns
+    (kv_num_blocks (B, H, NQ), kv_indices (B, H, NQ, NQ)) as FlexAttention's BlockMask wants.
+    """
+    B, H, _ = span.shape
+    nq = -(-T // block)
+    i = torch.arange(T, device=span.device, dtype=span.dtype)
+    lowest = (torch.floor(i + 1 - span) + 1).clamp_min(0)  # (B, H, T)
+    pad = nq * block - T
+    lowest = F.pad(lowest, (0, pad), value=float(T))  # padded rows need nothing
+    lo_block = (lowest.view(B, H, nq, block).amin(-1) // block).long()  # (B, H, NQ)
+    q_block = torch.arange(nq, device=span.device)
+    kv_num = (q_block - lo_block + 1).int()
+    kv_idx = (lo_block.unsqueeze(-1) + torch.arange(nq, device=span.device)).clamp_max(nq - 1).int()
+    return kv_num, kv_idx
+
+
+_compiled_flex = None
+
+
+def attend_flex_window(q, k, v, span, *, block=FLEX_BLOCK):
+    """Hard window with FlexAttention: skips key blocks beyond every query's span.
+
+    Numerically the dense path's softmax(s + log r), except that keys with d ≥ σ − 1 get exactly
+    zero weight instead of the ε-sized weight of the dense ramp. span (B, H, T) in tokens.
+    """
+    global _compiled_flex
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+    B, H, T, D = q.shape
+    span = span.expand(B, H, T)
+
+    def score_mod(score, b, h, qi, kj):
+        z = 1.0 - (qi - kj + 1).to(torch.float32) / span[b, h, qi]
+        return score + torch.log(1.0 - torch.exp(-torch.relu(z)) + RAMP_EPS)
+
+    def mask_mod(b, h, qi, kj):
+        return (kj <= qi) & (qi - kj + 1 < span[b, h, qi])
+
+    kv_num, kv_idx = window_block_mask(span.detach(), T, block)
+    block_mask = BlockMask.from_kv_blocks(kv_num, kv_idx, BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(T, T))
+    fn = flex_attention
+    if q.is_cuda:  # eager FlexAttention is a dense reference; the speed comes from compiling it
+        if _compiled_flex is None:
+            _compiled_flex = torch.compile(flex_attention, dynamic=False)
+        fn = _compiled_flex
+    return fn(q, k, v, score_mod=score_mod, block_mask=block_mask)
+
+
+def skipped_fraction(span, T, block=FLEX_BLOCK):
+    """Share of the causal key blocks that the block-sparse hard window skips."""
+    kv_num, _ = window_block_mask(span.detach().float(), T, block)
+    nq = kv_num.size(-1)
+    causal = nq * (nq + 1) / 2
+    return 1.0 - kv_num.float().sum(-1).mean().item() / causal

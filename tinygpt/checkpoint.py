@@ -1,0 +1,97 @@
+"""Atomic files and checkpoints, in nanoGPT's layout so that either program's files load here.
+
+A checkpoint is a dict with `model` (state dict), `model_args` (GPTConfig fields), `iter_num`,
+`best_val_loss` and `config`; ours add the optimizer and RNG states needed to resume bit for bit.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .model import GPT, GPTConfig
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used, with the reason and what to do."""
+
+
+def _atomic(path, write):
+    """Write through a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path, obj):
+    _atomic(path, lambda f: f.write((json.dumps(obj, indent=1) + "\n").encode()))
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_checkpoint(path, ckpt):
+    _atomic(path, lambda f: torch.save(ckpt, f))
+
+
+def read_checkpoint(path, map_location="cpu", trusted=False):
+    """torch.load with weights_only=True (no code runs) unless trusted; clear errors otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: train one (`tinygpt train --out DIR`) or fix the path")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=not trusted)
+    except Exception as e:  # a truncated zip, random bytes, or a pickle with foreign classes
+        hint = ("it holds objects other than tensors and plain values; if you trust the file, "
+                "pass trusted=True" if "Weights only load failed" in str(e)
+                else "the file is corrupt or truncated; re-run training or pick another checkpoint")
+        raise CheckpointError(f"cannot read checkpoint {path}: {hint} ({type(e).__name__}: {str(e)[:200]})") from e
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
+        keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} is not a tinygpt or nanoGPT checkpoint (it needs 'model' and "
+                              f"'model_args'; found {keys})")
+    return ckpt
+
+
+def clean_state_dict(state):
+    """nanoGPT compatibility: drop torch.compile's `_orig_mod.` prefix and the causal-mask buffers."""
+    out = {}
+    for k, v in state.items():
+        k = k.removeprefix("_orig_mod.").removeprefix("module.")
+        if k.endswith(".attn.bias") and v.dim() == 4:  # nanoGPT's tril mask when flash is unavailable
+            continue
+        out[k] = v
+    return out
+
+
+def model_from_checkpoint(ckpt, path="checkpoint"):
+    known = GPTConfig.__dataclass_fields__
+    args = {k: v for k, v in ckpt["model_args"].items() if k in known}
+    try:
+        model = GPT(GPTConfig(**args))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: its model_args do not make a valid GPTConfig: {e}") from e
+    try:
+        model.load_state_dict(clean_state_dict(ckpt["model"]))
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the model its model_args describe: {str(e)[:300]}") from e
+    return model
+
+
+def load(path, device="cpu", trusted=False):
+    """Open a tinygpt or nanoGPT checkpoint and return the model in eval mode."""
+    ckpt = read_checkpoint(path, map_location=device, trusted=trusted)
+    return model_from_checkpoint(ckpt, path).to(device).eval()

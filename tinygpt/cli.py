@@ -1,0 +1,118 @@
+"""Command line: `tinygpt prepare | train | sample | bench | book` (also `python -m tinygpt`)."""
+
+import argparse
+import sys
+
+from . import presets
+from .variants import VARIANTS
+
+
+def _keys_help():
+    model = ", ".join(presets._MODEL_FIELDS)
+    train = ", ".join(presets._TRAIN_FIELDS)
+    return f"model keys: {model}. training keys: {train}."
+
+
+def cmd_prepare(args):
+    from .data import prepare
+    for name in args.dataset:
+        path = prepare(name, source=args.source, force=args.force)
+        print(f"prepared {name} in {path}")
+
+
+def cmd_train(args):
+    from .train import train
+    cfg = presets.make_config(args.preset, **presets.parse_overrides(args.set))
+    out = args.out or f"out/{args.preset}-{cfg.model.variant}"
+    train(cfg, out, resume=args.resume, progress=not args.no_progress)
+
+
+def cmd_sample(args):
+    from .sample import sample
+    texts = sample(args.ckpt, prompt=args.prompt.encode().decode("unicode_escape"), num_samples=args.num_samples,
+                   max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k or None,
+                   seed=args.seed, device=args.device, trusted=args.trusted)
+    for text in texts:
+        print(text)
+        print("---------------")
+
+
+def cmd_bench(args):
+    from .bench import bench, format_rows
+    rows = bench(args.preset, [args.variant] if args.variant != "all" else "all", iters=args.iters,
+                 warmup=args.warmup, rounds=args.rounds, **presets.parse_overrides(args.set))
+    print(f"preset {args.preset}, device {rows[0]['device']}, {rows[0]['threads']} threads, "
+          f"median of {args.rounds} rounds × {args.iters} steps")
+    print(format_rows(rows))
+
+
+def cmd_book(args):
+    from . import book
+    return book.main(args)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="tinygpt", description="A tiny character-level GPT and its attention variants.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("prepare", help="encode the raw text into data/<dataset>/{train,val}.bin",
+                       description="Find the raw text (an explicit --source, else $TINYGPT_DATA_SOURCE, else a "
+                                   "download), verify its checksum, and write train.bin/val.bin/meta.json.")
+    s.add_argument("dataset", nargs="*", default=["shakespeare_char"],
+                   help="shakespeare_char (default) and/or shakespeare_complete")
+    s.add_argument("--source", help="a raw text file or a folder laid out like shared/data")
+    s.add_argument("--force", action="store_true", help="re-encode even if prepared files verify")
+    s.set_defaults(fn=cmd_prepare)
+
+    s = sub.add_parser("train", help="train a model at a preset", description="Train with nanoGPT's recipe. "
+                       + _keys_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--preset", default="cpu", choices=list(presets.PRESETS), help="smoke, cpu or gpu (default cpu)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set variant=soft_window --set n_layer=8 (repeatable)")
+    s.add_argument("--out", help="run folder (default out/<preset>-<variant>)")
+    s.add_argument("--resume", action="store_true", help="continue from the run folder's ckpt.pt")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s.add_argument("--ckpt", required=True, help="a tinygpt run's ckpt.pt/best.pt or a nanoGPT ckpt.pt")
+    s.add_argument("--prompt", default="\\n", help="start of the text; escapes such as \\n work (default a newline)")
+    s.add_argument("--num-samples", type=int, default=3, help="how many samples (default 3)")
+    s.add_argument("--max-new-tokens", type=int, default=500, help="characters to generate per sample (default 500)")
+    s.add_argument("--temperature", type=float, default=0.8, help="<1 sharper, >1 more random (default 0.8)")
+    s.add_argument("--top-k", type=int, default=200, help="sample among the k likeliest characters; 0 = all")
+    s.add_argument("--seed", type=int, default=1337, help="random seed (default 1337)")
+    s.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    s.add_argument("--trusted", action="store_true", help="allow a checkpoint holding arbitrary Python objects")
+    s.set_defaults(fn=cmd_sample)
+
+    s = sub.add_parser("bench", help="ms per training step, tokens/s and memory, variants side by side")
+    s.add_argument("--preset", default="cpu", choices=list(presets.PRESETS))
+    s.add_argument("--variant", default="baseline", choices=list(VARIANTS) + ["all"],
+                   help="variant to time against the baseline, or all (default baseline)")
+    s.add_argument("--iters", type=int, default=20, help="steps per timing round (default 20)")
+    s.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    s.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported (default 5)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    s.set_defaults(fn=cmd_bench)
+
+    try:
+        from .book import add_parser
+        add_parser(sub, cmd_book)
+    except ImportError:  # the book's tool chain (papermill…) is an optional extra
+        pass
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args) or 0
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"tinygpt {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

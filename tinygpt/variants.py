@@ -1,0 +1,220 @@
+"""The pieces the attention variants are made of (math: ../shared/design/variants.md).
+
+A variant is a `GPTConfig.variant` name; the attention module composes a few of the
+small pieces below, never a copy of itself:
+
+- a *span* σ (B, H, T) in tokens: query-dependent (`SpanPredictor`) or per head (`HeadSpan`);
+- *logit offsets* added to the scores before the one softmax: `soft_window_offset`,
+  `ramp_offset` (the hard window's log-ramp), `alibi_offset`, and the key importance;
+- a *head gate* (B, H, T) on each head's output: `StructureGate`, `OutputGate`;
+- *structure features* (how far back, how widely, how strongly each head looks), consumed
+  by `StructureGate`, `StructureMLPFeatures` and `StructureEmbedding`.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+VARIANTS = {
+    "baseline": "nanoGPT's attention, unchanged",
+    "soft_window": "query-dependent soft window: logit lowered by d/σ, σ learned per head and token",
+    "hard_window": "query-dependent hard window: weights ramped to zero at distance σ−1, σ per head and token",
+    "key_importance": "learned importance of each token as a key, added to its logits and carried across layers",
+    "structure_gate": "each head's output scaled by 2·sigmoid(MLP(attention structure of all heads))",
+    "structure_mlp": "causally normalised attention structure appended to the input of the block's MLP",
+    "structure_embedding": "attention structure turned by MLPs into full-width gates and shifts of the stream",
+    "alibi": "control: fixed per-head linear distance penalty (ALiBi, Press et al. 2021)",
+    "learned_span": "control: one learned hard-window span per head (Adaptive Attention Span, Sukhbaatar et al. 2019)",
+    "output_gate": "control: sigmoid gate per head from the token's embedding (Gated Attention, Qiu et al. 2025)",
+}
+
+SOFT_SPAN = ("soft_window",)
+HARD_SPAN = ("hard_window", "learned_span")
+WINDOWS = SOFT_SPAN + HARD_SPAN + ("alibi",)
+STRUCTURE = ("structure_gate", "structure_mlp", "structure_embedding")
+GATES = ("structure_gate", "output_gate")
+
+RAMP_EPS = 1e-10  # ε of the hard-window ramp: keys beyond the span keep a vanishing weight
+SD_EPS = 1e-12  # ε inside the spread's square root
+
+
+# ----------------------------------------------------------------------------- spans
+
+def span_from_logit(a, block_size, span_init):
+    """σ = 1 + span_init·L·exp(a): at a = 0 the window covers span_init of the context."""
+    return 1.0 + span_init * block_size * torch.exp(a)
+
+
+class SpanPredictor(nn.Module):
+    """Query-dependent span: a Linear C → H on the token's (normalised) embedding."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.proj = nn.Linear(config.n_embd, config.n_head)
+        self.block_size, self.span_init = config.block_size, config.span_init
+
+    def forward(self, x):  # x (B, T, C) -> σ (B, H, T)
+        return span_from_logit(self.proj(x).transpose(1, 2), self.block_size, self.span_init)
+
+
+class HeadSpan(nn.Module):
+    """One learned span per head (Adaptive Attention Span), the same for every token."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.a = nn.Parameter(torch.zeros(config.n_head))
+        self.block_size, self.span_init = config.block_size, config.span_init
+
+    def forward(self, x):  # -> σ (1, H, 1), broadcasts against (B, H, T)
+        return span_from_logit(self.a, self.block_size, self.span_init).view(1, -1, 1)
+
+
+# ----------------------------------------------------------------------------- logit offsets
+
+def distances(T, device):
+    """d = i − j as a float (T, T) matrix; negative above the diagonal (masked anyway)."""
+    pos = torch.arange(T, device=device, dtype=torch.float32)
+    return pos[:, None] - pos[None, :]
+
+
+def soft_window_offset(span, d):
+    """1 − (d + 1)/σ: a linear penalty whose slope 1/σ the query chooses. span (B, H, T)."""
+    return 1.0 - (d + 1.0) / span.unsqueeze(-1)  # (B, H, T, T)
+
+
+def ramp(span, d):
+    """r = 1 − exp(−relu(1 − (d + 1)/σ)) + ε: zero (up to ε) for d ≥ σ − 1."""
+    return 1.0 - torch.exp(-F.relu(1.0 - (d + 1.0) / span.unsqueeze(-1))) + RAMP_EPS
+
+
+def ramp_offset(span, d):
+    """log r: softmax(s + log r) is the hard window's renormalised (p·r), ε aside."""
+    return torch.log(ramp(span, d))
+
+
+def alibi_slopes(n_head):
+    """m_h = 2^(−8h/H), h = 1..H (Press et al. 2021)."""
+    return torch.tensor([2.0 ** (-8.0 * h / n_head) for h in range(1, n_head + 1)])
+
+
+def alibi_offset(n_head, d):
+    return -alibi_slopes(n_head).to(d.device).view(1, -1, 1, 1) * d  # (1, H, T, T)
+
+
+class KeyImportance(nn.Module):
+    """ιˡ = ιˡ⁻¹ + w_l·x: a scalar per token (or per head and token) added to its logits as a key.
+
+    Zero-initialised so training starts at the baseline (the model's init skips `.proj`).
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.proj = nn.Linear(config.n_embd, config.n_head if config.key_importance_per_head else 1)
+
+    def forward(self, x, iota=None):  # x (B, T, C) -> ι (B, K, T), K = 1 or H
+        update = self.proj(x).transpose(1, 2)
+        return update if iota is None else iota + update
+
+
+# ----------------------------------------------------------------------------- structure
+
+def structure_from_moments(mu, m2, u_query):
+    """rel = μ − u_i and sd = sqrt(E[u²] − μ² + ε), positions in units of L. (B, H, T) each."""
+    var = (m2 - mu * mu).clamp_min(0.0)  # float rounding can dip below 0
+    return mu - u_query, torch.sqrt(var + SD_EPS)
+
+
+class StructureGate(nn.Module):
+    """g = 2·sigmoid(MLP([LN_H(m), LN_H(rel), LN_H(sd)])): each head's output scaled by 0..2."""
+
+    def __init__(self, config):
+        H = config.n_head
+        super().__init__()
+        self.ln_m, self.ln_rel, self.ln_sd = nn.LayerNorm(H), nn.LayerNorm(H), nn.LayerNorm(H)
+        self.fc = nn.Linear(3 * H, config.gate_hidden * 3 * H)
+        self.out = nn.Linear(config.gate_hidden * 3 * H, H)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, stats):  # stats: dict of (B, H, T) -> gate (B, H, T)
+        feats = [ln(stats[k].transpose(1, 2)) for ln, k in
+                 ((self.ln_m, "mean_logit"), (self.ln_rel, "rel"), (self.ln_sd, "sd"))]
+        h = self.dropout(self.out(F.gelu(self.fc(torch.cat(feats, dim=-1)))))
+        return 2.0 * torch.sigmoid(h).transpose(1, 2)
+
+
+class OutputGate(nn.Module):
+    """g = sigmoid(W_g x + b_g) per head, from the token alone (no structure)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.proj = nn.Linear(config.n_embd, config.n_head)
+
+    def forward(self, x, stats=None):
+        return torch.sigmoid(self.proj(x)).transpose(1, 2)  # (B, H, T)
+
+
+class StructureMLPFeatures(nn.Module):
+    """[rel, sd] per head, causally centred, scaled and shifted per position, then LayerNorm(2H).
+
+    Scale (init structure_mlp_scale_init·L) and shift (init 0) have length L, are shared by the
+    heads and, as in the original, are not weight-decayed unless `structure_mlp_decay`.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        L = config.block_size
+        self.scale = nn.Parameter(torch.full((L,), config.structure_mlp_scale_init * L))
+        self.shift = nn.Parameter(torch.zeros(L))
+        self.scale._decay = self.shift._decay = config.structure_mlp_decay
+        self.ln = nn.LayerNorm(2 * config.n_head)
+
+    def forward(self, stats):  # -> (B, T, 2H)
+        f = torch.cat([stats["rel"], stats["sd"]], dim=1)  # (B, 2H, T)
+        T = f.size(-1)
+        count = torch.arange(1, T + 1, device=f.device, dtype=f.dtype)
+        f = f - f.cumsum(-1) / count  # subtract the running mean over positions ≤ i
+        f = f * self.scale[:T] + self.shift[:T]
+        return self.ln(f.transpose(1, 2))
+
+
+class _FeatureMLP(nn.Sequential):
+    def __init__(self, n_in, n_out, dropout):
+        super().__init__(nn.Linear(n_in, 4 * n_in), nn.GELU(), nn.Linear(4 * n_in, n_out), nn.Dropout(dropout))
+
+
+class StructureEmbedding(nn.Module):
+    """f_scale, f_bias, f_loc: three MLPs from [rel (H), sd (H), H·u_i] to full-width vectors.
+
+    The features are not normalised in the original; `structure_embedding_norm` adds a LayerNorm.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        n = 2 * config.n_head + 1
+        self.n_head, self.block_size = config.n_head, config.block_size
+        self.ln = nn.LayerNorm(n) if config.structure_embedding_norm else nn.Identity()
+        self.f_scale, self.f_bias, self.f_loc = (_FeatureMLP(n, config.n_embd, config.dropout) for _ in range(3))
+
+    def forward(self, stats):  # -> three (B, T, C) tensors
+        rel, sd = stats["rel"], stats["sd"]
+        T = rel.size(-1)
+        u = torch.arange(T, device=rel.device, dtype=rel.dtype) / self.block_size
+        loc = (self.n_head * u).expand(rel.size(0), 1, T)
+        f = self.ln(torch.cat([rel, sd, loc], dim=1).transpose(1, 2))
+        return self.f_scale(f), self.f_bias(f), self.f_loc(f)
+
+
+def check_config(config):
+    """Raise a ValueError naming the field for combinations that cannot work."""
+    if config.variant not in VARIANTS:
+        raise ValueError(f"GPTConfig.variant={config.variant!r} is unknown; valid: {', '.join(VARIANTS)}")
+    if config.variant in WINDOWS and config.block_size < 2:
+        raise ValueError(f"variant {config.variant!r} needs block_size ≥ 2 to have distances (got {config.block_size})")
+    if not (config.span_init > 0 and math.isfinite(config.span_init)):
+        raise ValueError(f"GPTConfig.span_init must be a positive number (got {config.span_init})")
+    if config.gate_hidden < 1:
+        raise ValueError(f"GPTConfig.gate_hidden must be ≥ 1 (got {config.gate_hidden})")
+    if not config.structure_mlp_scale_init > 0:
+        raise ValueError(f"GPTConfig.structure_mlp_scale_init must be positive (got {config.structure_mlp_scale_init})")
