@@ -1,0 +1,62 @@
+"""Summaries of what trained models do, from tinygpt.capture: structure, spans, gates, skipped work."""
+
+import numpy as np
+import torch
+
+from .capture import capture
+
+
+def val_batch(data, block_size, batch=8, seed=0, device="cpu"):
+    """A fixed batch of validation text (B, block_size), the same for every model compared."""
+    x, _ = data.get_batch("val", batch, block_size, torch.Generator().manual_seed(seed), device)
+    return x
+
+
+def per_head(cap, field, min_pos=0):
+    """{layer: (H, N) array} of a capture field over batch and query positions ≥ min_pos.
+
+    field: a stats key (mean_distance, std_distance, mean_logit), "span" or "gate".
+    """
+    out = {}
+    for layer, lc in enumerate(cap.layers):
+        t = lc.stats[field] if field in lc.stats else getattr(lc, field)
+        if t is None:
+            return None
+        t = t[:, :, min_pos:]  # (B, H, T')
+        out[layer] = t.transpose(0, 1).reshape(t.shape[1], -1).float().cpu().numpy()
+    return out
+
+
+def layer_means(values):
+    """{layer: (H, N)} → (L, H) array of per-head means."""
+    return np.stack([v.mean(axis=1) for v in values.values()])
+
+
+def window_skip_share(cap, block=None):
+    """Share of causal (query, key) pairs a hard window zeroes (d ≥ σ − 1), per layer.
+
+    With block=k, the share of causal k×k tiles in which every pair is beyond its query's span:
+    the work a block-sparse kernel with that tile size skips.
+    """
+    shares = []
+    for lc in cap.layers:
+        span = lc.span.float()  # (B, H, T)
+        T = span.shape[-1]
+        i = torch.arange(T, dtype=torch.float32)
+        d = i[:, None] - i[None, :]
+        causal = d >= 0
+        dead = (d + 1 >= span.unsqueeze(-1)) & causal  # (B, H, T, T)
+        if block is None:
+            shares.append((dead.sum() / (causal.sum() * span.shape[0] * span.shape[1])).item())
+            continue
+        from .attention import window_block_mask
+        kv_num, _ = window_block_mask(span, T, block)
+        n = kv_num.shape[-1]
+        shares.append(1.0 - kv_num.float().sum(-1).mean().item() / (n * (n + 1) / 2))
+    return shares
+
+
+def capture_runs(run_dirs, idx, device="cpu"):
+    """capture() of each run's best model on the same batch."""
+    from .experiments import load_run_model
+    return [capture(load_run_model(d, device), idx.to(device)) for d in run_dirs]

@@ -1,0 +1,66 @@
+"""The book's experimental design: which runs each chapter needs, named once for all notebooks."""
+
+from .experiments import Run
+from .presets import PRESETS
+from .variants import VARIANTS
+
+CHAPTERS = {  # variants each chapter trains against the baseline
+    "02_query_windows": ["soft_window", "hard_window", "key_importance", "alibi", "learned_span"],
+    "03_structure_gating": ["structure_gate", "output_gate"],
+    "04_structure_embeddings": ["structure_mlp", "structure_embedding"],
+}
+# structure_mlp with the baseline's pre-norm block: isolates the original's post-norm placement
+CONTROLS = {"structure_mlp_prenorm": ("structure_mlp", {"structure_mlp_postnorm": False})}
+
+
+def check_parameters(preset, variants=(), n_seeds=1, device="auto"):
+    """Fail a notebook's first cells with a clear message when a papermill parameter is bad."""
+    if preset not in PRESETS:
+        raise ValueError(f"parameter preset={preset!r} is unknown; valid presets: {', '.join(PRESETS)}")
+    bad = [v for v in variants if v not in VARIANTS and v not in CONTROLS]
+    if bad:
+        raise ValueError(f"parameter variants has unknown names {bad}; valid: {', '.join([*VARIANTS, *CONTROLS])}")
+    if not isinstance(n_seeds, int) or n_seeds < 1:
+        raise ValueError(f"parameter n_seeds must be a positive integer (got {n_seeds!r})")
+    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ValueError(f"parameter device={device!r} is not one of auto, cpu, cuda")
+
+
+def runs(preset, names, n_seeds):
+    """Runs for variants or named controls, seeds 0..n_seeds−1."""
+    out = []
+    for name in names:
+        variant, overrides = CONTROLS.get(name, (name, {}))
+        tag = name if overrides else None
+        out += [Run(preset, variant, s, tag=tag, overrides=overrides) for s in range(n_seeds)]
+    return out
+
+
+def shape_runs(preset, seed=0):
+    """Chapter 05: each knob of the network moved down and up from the preset, one at a time."""
+    m = PRESETS[preset]["model"]
+    knobs = {
+        "n_layer": [max(1, m["n_layer"] // 2), m["n_layer"] * 3 // 2],
+        "n_head": [max(1, m["n_head"] // 2), m["n_head"] * 2],
+        "n_embd": [m["n_embd"] // 2, m["n_embd"] * 2],
+        "dropout": [0.1, 0.2] if m["dropout"] == 0 else [0.0, m["dropout"] / 2],
+        "block_size": [m["block_size"] // 2, m["block_size"] * 2],
+    }
+    out = []
+    for knob, values in knobs.items():
+        for v in values:
+            over = {knob: v}
+            if knob == "n_embd" and v % m["n_head"]:
+                continue
+            out.append(Run(preset, "baseline", seed, tag=f"shape-{knob}={v}", overrides=over))
+    return out
+
+
+DATA_SIZES = {"frac0.25": {"data_fraction": 0.25}, "frac0.5": {"data_fraction": 0.5},
+              "complete": {"dataset": "shakespeare_complete"}}
+
+
+def data_size_runs(preset, variants, n_seeds):
+    """Chapter 06, hypothesis 2: the baseline and variants on less and on more text."""
+    return [Run(preset, v, s, tag=f"{v}+{size}", overrides=over)
+            for size, over in DATA_SIZES.items() for v in variants for s in range(n_seeds)]

@@ -1,0 +1,81 @@
+"""Interactive parts of the book (ipywidgets), each with a static figure for the rendered site."""
+
+import matplotlib.pyplot as plt
+import torch
+
+from .capture import capture
+from .sample import generate_text
+
+
+def attention_explorer(model, text, itos, static_points=((0, 0), (-1, 0))):
+    """Pick layer, head and query position: that query's attention row, its span and its stats.
+
+    Shows a static figure of a few (layer, head) rows first — what the rendered book shows — then
+    the sliders, which work in a live kernel.
+    """
+    import ipywidgets as W
+    from IPython.display import display
+
+    stoi = {c: i for i, c in enumerate(itos)}
+    idx = torch.tensor([[stoi[c] for c in text]], device=next(model.parameters()).device)
+    cap = capture(model, idx)
+    n_layer, n_head, T = len(cap.layers), cap.layers[0].probs.shape[1], idx.shape[1]
+
+    def draw(layer, head, query, ax):
+        lc = cap.layers[layer]
+        row = lc.probs[0, head, query, : query + 1].cpu().numpy()
+        ax.bar(range(query + 1), row, color="tab:purple")
+        span = lc.span[0, head, query].item() if lc.span is not None else None
+        if span is not None:
+            ax.axvline(query - span + 1, color="tab:cyan", ls="--", label=f"window edge, σ = {span:.1f} tokens")
+            ax.legend(fontsize="small")
+        st = {k: v[0, head, query].item() for k, v in lc.stats.items()}
+        gate = f", gate {lc.gate[0, head, query].item():.2f}" if lc.gate is not None else ""
+        ax.set(xlabel="key position j", ylabel="attention weight",
+               title=f"layer {layer}, head {head}, query {query} ({text[query]!r}): looks back "
+                     f"{st['mean_distance']:.1f} ± {st['std_distance']:.1f} tokens, mean logit "
+                     f"{st['mean_logit']:.2f}{gate}")
+
+    fig, axes = plt.subplots(len(static_points), 1, figsize=(9, 2.6 * len(static_points)), squeeze=False)
+    for ax, (layer, head) in zip(axes[:, 0], static_points):
+        draw(layer % n_layer, head, T - 1, ax)
+    plt.show()
+
+    out = W.Output()
+    sliders = dict(layer=W.IntSlider(0, 0, n_layer - 1, description="layer"),
+                   head=W.IntSlider(0, 0, n_head - 1, description="head"),
+                   query=W.IntSlider(T - 1, 0, T - 1, description="query"))
+
+    def update(**kw):
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(9, 2.8))
+            draw(kw["layer"], kw["head"], kw["query"], ax)
+            plt.show()
+
+    W.interactive_output(lambda layer, head, query: update(layer=layer, head=head, query=query), sliders)
+    display(W.VBox([W.HBox(list(sliders.values())), out]))
+
+
+def sampling_box(model, itos, prompt="ROMEO:", max_new_tokens=200, seed=0):
+    """Prompt, temperature and top-k controls; prints one sample with the defaults for the static book."""
+    import ipywidgets as W
+    from IPython.display import display
+
+    print(generate_text(model, itos, prompt, 1, max_new_tokens, 0.8, 200, seed)[0])
+    text = W.Text(prompt, description="prompt")
+    temp = W.FloatSlider(0.8, min=0.1, max=2.0, step=0.1, description="temperature")
+    topk = W.IntSlider(len(itos), min=1, max=len(itos), description="top-k")
+    button, out = W.Button(description="sample"), W.Output()
+
+    def on_click(_):
+        with out:
+            out.clear_output()
+            try:
+                print(generate_text(model, itos, text.value or "\n", 1, max_new_tokens, temp.value, topk.value)[0])
+            except ValueError as e:
+                print(f"error: {e}")
+
+    button.on_click(on_click)
+    display(W.VBox([W.HBox([text, temp, topk, button]), out]))
+
