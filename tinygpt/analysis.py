@@ -60,3 +60,25 @@ def capture_runs(run_dirs, idx, device="cpu"):
     """capture() of each run's best model on the same batch."""
     from .experiments import load_run_model
     return [capture(load_run_model(d, device), idx.to(device)) for d in run_dirs]
+
+
+@torch.no_grad()
+def module_outputs(model, idx, attr):
+    """Output of `block.<attr>` (e.g. "structure", "attn.key_importance") in every layer, via hooks."""
+    from .capture import unwrap
+    model = unwrap(model)
+    outs, hooks = [], []
+    for block in model.transformer.h:
+        mod = block
+        for part in attr.split("."):
+            mod = getattr(mod, part)
+        hooks.append(mod.register_forward_hook(lambda m, args, out: outs.append(out)))
+    was_training = model.training
+    model.eval()
+    try:
+        model(idx)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return outs

@@ -64,3 +64,19 @@ def data_size_runs(preset, variants, n_seeds):
     """Chapter 06, hypothesis 2: the baseline and variants on less and on more text."""
     return [Run(preset, v, s, tag=f"{v}+{size}", overrides=over)
             for size, over in DATA_SIZES.items() for v in variants for s in range(n_seeds)]
+
+
+def train_and_compare(preset, names, n_seeds, baseline_seeds, jobs=1, retrain=False, root=None, device="auto"):
+    """Load-or-train the baseline seeds and the named variants; return (runs table, comparison).
+
+    `retrain` applies to the named variants only: the baseline belongs to chapter 01.
+    """
+    from .experiments import ensure_runs
+    from .results import compare, load_runs
+    base, ours = runs(preset, ["baseline"], baseline_seeds), runs(preset, names, n_seeds)
+    ensure_runs(base, jobs=jobs, root=root, need_model=True, device=device)
+    ensure_runs(ours, jobs=jobs, retrain=retrain, root=root, need_model=True, device=device)
+    wanted = {(r.name, r.seed) for r in base + ours}
+    df = load_runs(preset, root, tags={t for t, _ in wanted})
+    df = df[[(t, s) in wanted for t, s in zip(df.tag, df.seed)]].reset_index(drop=True)
+    return df, compare(df)
