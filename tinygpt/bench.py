@@ -10,9 +10,9 @@ import time
 
 import torch
 
+from .device import autocast_context, resolve_device
 from .model import GPT
 from .presets import make_config
-from .device import autocast_context, resolve_device
 from .variants import VARIANTS
 
 

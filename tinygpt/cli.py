@@ -29,7 +29,8 @@ def cmd_train(args):
 
 def cmd_sample(args):
     from .sample import sample
-    texts = sample(args.ckpt, prompt=args.prompt.encode().decode("unicode_escape"), num_samples=args.num_samples,
+    prompt = args.prompt.encode("latin-1", "backslashreplace").decode("unicode_escape")  # \n escapes; keeps é, €
+    texts = sample(args.ckpt, prompt=prompt, num_samples=args.num_samples,
                    max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k or None,
                    seed=args.seed, device=args.device, trusted=args.trusted)
     for text in texts:
@@ -112,6 +113,12 @@ def main(argv=None):
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"tinygpt {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except RuntimeError as e:  # a diverged run says why in one line; other runtime errors keep their traceback
+        from .train import TrainingDiverged
+        if not isinstance(e, TrainingDiverged):
+            raise
+        print(f"tinygpt {args.command}: error: {e}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

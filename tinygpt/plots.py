@@ -91,3 +91,44 @@ def differences(table, ax=None, title="best val loss minus the baseline's (95% W
     ax.set(xlabel="difference in best val loss (nats/char); < 0 is better", title=title)
     ax.legend(fontsize="small", loc="lower right")
     return ax
+
+
+PROBE_COLOURS = {"resid+position": "tab:green", "resid": "tab:blue", "position": "tab:orange", "shuffled": "tab:gray"}
+
+
+def probe_r2(r2, title="linear probes from the baseline's residual stream (mean over heads)"):
+    """r2: rows (target, stat, features, layer, r2). One panel per structure statistic, one for the spans."""
+    stats = [s for s in ("mean_distance", "std_distance", "mean_logit") if s in set(r2.stat)]
+    fig, axes = plt.subplots(1, len(stats) + 1, figsize=(4.3 * (len(stats) + 1), 3.8), sharey=True)
+    for ax, stat in zip(axes, stats):
+        for features, colour in PROBE_COLOURS.items():
+            d = r2[(r2.target == "structure") & (r2.stat == stat) & (r2.features == features)]
+            ax.plot(d.layer, d.r2, color=colour, marker="o", label=features)
+        ax.set_title(stat.replace("_", " "))
+    span_targets = sorted(t for t in set(r2.target) if t.endswith("span"))
+    for target, ls in zip(span_targets, ("-", "--", ":")):
+        for features, colour in PROBE_COLOURS.items():
+            d = r2[(r2.target == target) & (r2.features == features)]
+            axes[-1].plot(d.layer, d.r2, ls, color=colour, marker="o", label=f"{target.split()[0]}: {features}")
+    axes[-1].set_title("learned log span")
+    for ax in axes:
+        ax.set(xlabel="layer (probe reads the stream entering it)", ylabel="held-out R²")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.legend(fontsize="x-small")
+    fig.suptitle(title)
+    return fig
+
+
+def data_size(points, ax=None, title="difference to the baseline against data size (95% Welch)"):
+    """points: rows (variant, train_tokens, diff, lo, hi)."""
+    ax = ax or plt.gca()
+    for v in dict.fromkeys(points.variant):
+        d = points[points.variant == v].sort_values("train_tokens")
+        ax.errorbar(d.train_tokens, d["diff"], yerr=[d["diff"] - d.lo, d.hi - d["diff"]], marker="o", capsize=3,
+                    label=v)
+    ax.axhline(0, color="k", lw=1)
+    ax.set_xscale("log")
+    ax.set(xlabel="training tokens (log scale; the largest is the complete works)",
+           ylabel="best val loss − baseline (nats/char)", title=title)
+    ax.legend()
+    return ax

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from .device import autocast_context, resolve_device
 from .checkpoint import read_checkpoint, read_json, save_checkpoint, write_json
 from .data import load_dataset
+from .device import autocast_context, resolve_device
 from .model import GPT
 from .presets import TrainConfig
 
@@ -117,16 +117,21 @@ def train(cfg: TrainConfig, out_dir, resume=False, progress=True, stop_at=None, 
         ckpt = read_checkpoint(ckpt_path, map_location=device)
         saved = TrainConfig.from_dict(ckpt["config"])
         if saved != cfg:
-            diff = {k: (v, getattr(cfg, k)) for k, v in vars(saved).items() if getattr(cfg, k) != v}
+            old, new = saved.to_dict(), cfg.to_dict()
+            old, new = {**old.pop("model"), **old}, {**new.pop("model"), **new}  # name model fields, not "model"
+            diff = {k: (v, new.get(k)) for k, v in old.items() if new.get(k) != v}
             raise ValueError(f"{ckpt_path} was trained with another config ({diff}); "
                              "use a new --out folder or the same settings")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         iter_num, best_val, history = ckpt["iter_num"], ckpt["best_val_loss"], ckpt["history"]
         elapsed0 = history[-1]["elapsed_s"] if history else 0.0
         _set_rng_state(ckpt["rng"][0], gen, device)
-        if rank > 0:  # only rank 0's state is saved: the others draw a fresh, distinct stream
+        if rank > 0:  # only rank 0's states are saved: the others draw fresh, distinct streams
             gen.manual_seed(cfg.seed + rank + 7919 * iter_num)
+            torch.manual_seed(cfg.seed + rank + 7919 * iter_num)
         log(f"resumed {out_dir} at iter {iter_num}")
     elif master:
         write_json(out_dir / "config.json", cfg.to_dict())
@@ -150,7 +155,8 @@ def train(cfg: TrainConfig, out_dir, resume=False, progress=True, stop_at=None, 
         elapsed = elapsed0 + time.perf_counter() - t_session
         history.append({"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr,
                         "elapsed_s": round(elapsed, 3),
-                        "tokens_per_s": round(steps * tokens_per_iter / max(train_seconds, 1e-9), 1) if steps else None})
+                        "tokens_per_s": round(steps * tokens_per_iter / max(train_seconds, 1e-9), 1) if steps
+                        else None})
         if not all(math.isfinite(v) for v in losses.values()):
             raise TrainingDiverged(f"eval loss {losses} at iter {iter_num} is not finite; the last good checkpoint "
                                    f"{ckpt_path} is intact. Lower learning_rate or check the data.")
@@ -162,7 +168,8 @@ def train(cfg: TrainConfig, out_dir, resume=False, progress=True, stop_at=None, 
         rng = [_rng_state(pending_state, device)]  # rank 0's
         save_checkpoint(ckpt_path, {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                                     "model_args": vars(cfg.model), "iter_num": iter_num, "best_val_loss": best_val,
-                                    "config": cfg.to_dict(), "vocab": data.itos, "history": history, "rng": rng})
+                                    "config": cfg.to_dict(), "vocab": data.itos, "history": history, "rng": rng,
+                                    "scaler": scaler.state_dict()})
         write_json(out_dir / "history.json", {"evals": history, "best_val_loss": best_val, "config": cfg.to_dict()})
 
     bar = _progress(cfg.max_iters, iter_num, progress and master)
@@ -214,6 +221,9 @@ def train(cfg: TrainConfig, out_dir, resume=False, progress=True, stop_at=None, 
         if stop_at is not None and iter_num >= stop_at:
             if bar is not None:
                 bar.close()
+            if world > 1:
+                from torch.distributed import destroy_process_group
+                destroy_process_group()
             return {"evals": history, "best_val_loss": best_val, "stopped_at": iter_num}
     if bar is not None:
         bar.close()

@@ -1,0 +1,303 @@
+"""The command line: `tinygpt prepare | train | sample | bench`, mostly in process (each subprocess imports torch)."""
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from tinygpt.cli import build_parser, main
+from tinygpt.data import prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = Path(os.environ.get("TINYGPT_DATA_SOURCE") or ROOT.parent / "shared" / "data")
+SEP = "\n---------------\n"  # printed after each sample
+OPTIONS = {
+    "prepare": ["--source", "--force", "shakespeare_char"],
+    "train": ["--preset", "--set", "--out", "--resume", "--no-progress", "n_layer", "learning_rate"],
+    "sample": ["--ckpt", "--prompt", "--num-samples", "--max-new-tokens", "--temperature", "--top-k", "--seed",
+               "--device", "--trusted"],
+    "bench": ["--preset", "--variant", "--iters", "--warmup", "--rounds", "--set", "soft_window"],
+}
+
+
+def run_main(capsys, *argv):
+    """(exit code, stdout, stderr) of tinygpt.cli.main in this process; argparse's exits count as exit codes."""
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as e:
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_clean_error(rc, err, *fragments):
+    assert rc not in (0, None), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def data_dir(tmp_path_factory):
+    if not (SOURCE / "tinyshakespeare" / "input.txt").is_file():
+        pytest.skip(f"no raw text at {SOURCE}")
+    root = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TINYGPT_DATA_SOURCE", str(SOURCE))
+        mp.setenv("TINYGPT_DATA_DIR", str(root))
+        prepare("shakespeare_char")
+        yield root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    """`tinygpt train --preset smoke` (shortened) into a folder: (folder, what it printed)."""
+    out = tmp_path_factory.mktemp("run")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["train", "--preset", "smoke", "--set", "max_iters=10", "--set", "eval_interval=5",
+                   "--out", str(out), "--no-progress"])
+    assert rc == 0
+    return out, buf.getvalue()
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    def urlopen(*args, **kwargs):
+        raise urllib.error.URLError("network disabled in tests")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+
+# ---- help ----
+
+def test_top_level_help(capsys):
+    rc, out, _ = run_main(capsys, "--help")
+    assert rc == 0
+    for command in ("prepare", "train", "sample", "bench"):
+        assert command in out
+
+
+@pytest.mark.parametrize("command", list(OPTIONS))
+def test_subcommand_help(capsys, command):
+    rc, out, _ = run_main(capsys, command, "--help")
+    assert rc == 0
+    assert out.startswith(f"usage: tinygpt {command}")
+    for option in OPTIONS[command]:
+        assert option in out, option
+
+
+def test_no_command_is_an_error(capsys):
+    rc, _, err = run_main(capsys)
+    assert rc == 2 and "required" in err
+
+
+def test_python_dash_m_entry_point():
+    p = subprocess.run([sys.executable, "-m", "tinygpt", "--help"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "usage: tinygpt" in p.stdout
+
+
+# ---- train ----
+
+def test_train_prints_best_val_loss_and_iteration(trained):
+    out, printed = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    last = printed.strip().splitlines()[-1]
+    assert last == f"best val loss {metrics['best_val_loss']:.4f} at iter {metrics['best_iter']} ({out})"
+    history = json.loads((out / "history.json").read_text())
+    assert [h["iter"] for h in history["evals"]] == [0, 5, 10]
+    assert history["config"]["preset"] == "smoke" and history["config"]["max_iters"] == 10
+
+
+def test_train_resume_of_finished_run(capsys, trained):
+    out, printed = trained
+    rc, stdout, _ = run_main(capsys, "train", "--preset", "smoke", "--set", "max_iters=10", "--set", "eval_interval=5",
+                             "--out", out, "--no-progress", "--resume")
+    assert rc == 0
+    assert stdout.splitlines()[0] == f"resumed {out} at iter 10"
+    assert stdout.splitlines()[-1] == printed.strip().splitlines()[-1]
+
+
+def test_train_resume_with_other_settings_fails_cleanly(capsys, trained):
+    out, _ = trained
+    rc, _, err = run_main(capsys, "train", "--preset", "smoke", "--set", "max_iters=10", "--set", "eval_interval=5",
+                          "--set", "n_layer=3", "--out", out, "--no-progress", "--resume")
+    assert_clean_error(rc, err, "tinygpt train: error:", "another config", "'n_layer': (2, 3)")
+
+
+def test_train_default_out_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, stdout, _ = run_main(capsys, "train", "--preset", "smoke", "--set", "max_iters=2", "--set", "eval_interval=2",
+                             "--set", "eval_iters=1", "--set", "variant=soft_window", "--no-progress")
+    assert rc == 0 and "best val loss" in stdout
+    assert (tmp_path / "out" / "smoke-soft_window" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["--set", "n_layer=x"], ["n_layer must be of type int", "'x'"]),
+    (["--set", "nosuchkey=1"], ["unknown config key 'nosuchkey'"]),
+    (["--set", "n_layer"], ["override 'n_layer' must look like key=value"]),
+    (["--set", "dropout=1.5"], ["dropout must be in [0, 1)"]),
+    (["--set", "variant=nosuch"], ["variant='nosuch' is unknown"]),
+])
+def test_train_bad_overrides(capsys, tmp_path, argv, fragments):
+    rc, _, err = run_main(capsys, "train", "--preset", "smoke", "--out", tmp_path / "run", "--no-progress", *argv)
+    assert_clean_error(rc, err, "tinygpt train: error:", *fragments)
+    assert rc == 2
+    assert not (tmp_path / "run").exists()  # nothing written before the config is checked
+
+
+def test_train_unknown_preset(capsys, tmp_path):
+    rc, _, err = run_main(capsys, "train", "--preset", "nosuch", "--out", tmp_path)
+    assert_clean_error(rc, err, "argument --preset: invalid choice: 'nosuch'")
+    assert rc == 2
+
+
+# ---- sample ----
+
+def samples(stdout):
+    parts = stdout.split(SEP)
+    assert parts[-1] == "", stdout
+    return parts[:-1]
+
+
+def test_sample_prints_prompt_and_new_characters(capsys, trained):
+    out, _ = trained
+    argv = ["sample", "--ckpt", out / "best.pt", "--num-samples", 2, "--max-new-tokens", 20, "--seed", 1]
+    rc, stdout, _ = run_main(capsys, *argv)
+    assert rc == 0
+    texts = samples(stdout)
+    assert len(texts) == 2
+    assert all(t.startswith("\n") and len(t) == 1 + 20 for t in texts)  # the default prompt is a newline
+
+    rc, again, _ = run_main(capsys, *argv)
+    assert rc == 0 and again == stdout  # the same seed, the same text
+    rc, other, _ = run_main(capsys, *argv[:-1], 2)
+    assert rc == 0 and other != stdout
+
+    rc, stdout, _ = run_main(capsys, *argv, "--prompt", "ROMEO:\\n", "--top-k", 0, "--temperature", 1.5)
+    assert rc == 0
+    texts = samples(stdout)
+    assert len(texts) == 2 and all(t.startswith("ROMEO:\n") and len(t) == 7 + 20 for t in texts)
+
+
+def test_sample_from_latest_checkpoint(capsys, trained):
+    out, _ = trained
+    rc, stdout, _ = run_main(capsys, "sample", "--ckpt", out / "ckpt.pt", "--num-samples", 1, "--max-new-tokens", 5)
+    assert rc == 0 and len(samples(stdout)) == 1
+
+
+def test_sample_prompt_outside_vocabulary(capsys, trained):
+    out, _ = trained
+    rc, _, err = run_main(capsys, "sample", "--ckpt", out / "best.pt", "--prompt", "caf\u00e9 \u20ac")
+    assert_clean_error(rc, err, "outside the vocabulary", repr(["\u00e9", "\u20ac"]))
+
+
+def test_sample_missing_checkpoint(capsys, tmp_path):
+    rc, _, err = run_main(capsys, "sample", "--ckpt", tmp_path / "nope.pt")
+    assert_clean_error(rc, err, "tinygpt sample: error:", "no checkpoint at", "nope.pt")
+
+
+def test_sample_corrupt_checkpoint(capsys, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(os.urandom(4096))
+    rc, _, err = run_main(capsys, "sample", "--ckpt", bad)
+    assert_clean_error(rc, err, "tinygpt sample: error:", "cannot read checkpoint", "corrupt")
+
+
+def test_sample_truncated_checkpoint(capsys, trained, tmp_path):
+    out, _ = trained
+    bad = tmp_path / "half.pt"
+    data = (out / "best.pt").read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    rc, _, err = run_main(capsys, "sample", "--ckpt", bad)
+    assert_clean_error(rc, err, "cannot read checkpoint", "corrupt or truncated")
+
+
+def test_sample_file_that_is_not_a_checkpoint(capsys, tmp_path):
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    rc, _, err = run_main(capsys, "sample", "--ckpt", other)
+    assert_clean_error(rc, err, "is not a tinygpt or nanoGPT checkpoint")
+
+
+# ---- bench ----
+
+def test_bench_table(capsys):
+    rc, stdout, _ = run_main(capsys, "bench", "--preset", "smoke", "--iters", 2, "--warmup", 1, "--rounds", 1,
+                             "--variant", "soft_window")
+    assert rc == 0
+    lines = stdout.strip().splitlines()
+    assert lines[0].startswith("preset smoke, device cpu,")
+    header = [c.strip() for c in lines[1].strip("|").split("|")]
+    assert header[:4] == ["variant", "ms/iter", "× baseline", "tokens/s"]
+    rows = {r[0]: r for r in ([c.strip() for c in line.strip("|").split("|")] for line in lines[3:])}
+    assert set(rows) == {"baseline", "soft_window"}
+    assert rows["baseline"][2] == "1.00"
+    assert float(rows["soft_window"][2]) > 0 and float(rows["soft_window"][1]) > 0
+
+
+def test_bench_bad_override(capsys):
+    rc, _, err = run_main(capsys, "bench", "--preset", "smoke", "--set", "nosuchkey=1")
+    assert_clean_error(rc, err, "tinygpt bench: error:", "nosuchkey")
+
+
+# ---- prepare ----
+
+def test_prepare_offline(capsys, tmp_path, monkeypatch, offline):
+    monkeypatch.setenv("TINYGPT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TINYGPT_DATA_SOURCE", str(SOURCE))
+    rc, stdout, _ = run_main(capsys, "prepare", "shakespeare_char")
+    assert rc == 0
+    assert stdout.strip() == f"prepared shakespeare_char in {tmp_path / 'shakespeare_char'}"
+    for name in ("train.bin", "val.bin", "meta.json", "meta.pkl"):
+        assert (tmp_path / "shakespeare_char" / name).is_file()
+    assert json.loads((tmp_path / "shakespeare_char" / "meta.json").read_text())["vocab_size"] == 65
+    rc, again, _ = run_main(capsys, "prepare")  # shakespeare_char by default; already prepared: kept
+    assert rc == 0 and again == stdout
+
+
+def test_prepare_empty_source_fails_cleanly(capsys, tmp_path, monkeypatch, offline):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("TINYGPT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TINYGPT_DATA_SOURCE", str(tmp_path / "empty"))
+    rc, _, err = run_main(capsys, "prepare", "shakespeare_char")
+    assert_clean_error(rc, err, "tinygpt prepare: error:", "tinyshakespeare/input.txt", "TINYGPT_DATA_SOURCE")
+    assert not (tmp_path / "data" / "shakespeare_char" / "meta.json").exists()
+
+
+def test_prepare_without_source_or_network_fails_cleanly(capsys, tmp_path, monkeypatch, offline):
+    monkeypatch.setenv("TINYGPT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("TINYGPT_DATA_SOURCE")
+    rc, _, err = run_main(capsys, "prepare", "shakespeare_char")
+    assert_clean_error(rc, err, "tinygpt prepare: error:", "downloading", "failed", "TINYGPT_DATA_SOURCE")
+
+
+def test_prepare_unknown_dataset(capsys):
+    rc, _, err = run_main(capsys, "prepare", "nosuch")
+    assert_clean_error(rc, err, "unknown dataset 'nosuch'")
+
+
+def test_prepare_failure_in_a_real_process(tmp_path):
+    (tmp_path / "empty").mkdir()
+    env = {**os.environ, "TINYGPT_DATA_DIR": str(tmp_path / "data"), "TINYGPT_DATA_SOURCE": str(tmp_path / "empty")}
+    p = subprocess.run([sys.executable, "-m", "tinygpt", "prepare", "shakespeare_char"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr and re.search(r"tinygpt prepare: error: .*lacks", p.stderr)
+
+
+def test_every_subcommand_has_a_handler():
+    parser = build_parser()
+    for command in OPTIONS:
+        args = parser.parse_args([command] + (["--ckpt", "x"] if command == "sample" else []))
+        assert callable(args.fn)
