@@ -43,7 +43,7 @@ def shape_runs(preset, seed=0):
         "n_layer": [max(1, m["n_layer"] // 2), m["n_layer"] * 3 // 2],
         "n_head": [max(1, m["n_head"] // 2), m["n_head"] * 2],
         "n_embd": [m["n_embd"] // 2, m["n_embd"] * 2],
-        "dropout": [0.1, 0.2] if m["dropout"] == 0 else [0.0, m["dropout"] / 2],
+        "dropout": [0.1, 0.2] if m["dropout"] == 0 else [m["dropout"] / 2, min(0.5, m["dropout"] * 1.5)],
         "block_size": [m["block_size"] // 2, m["block_size"] * 2],
     }
     out = []
