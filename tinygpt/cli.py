@@ -45,6 +45,9 @@ def cmd_bench(args):
     print(f"preset {args.preset}, device {rows[0]['device']}, {rows[0]['threads']} threads, "
           f"median of {args.rounds} rounds × {args.iters} steps")
     print(format_rows(rows))
+    if args.json:
+        from .checkpoint import write_json
+        write_json(args.json, {"preset": args.preset, "iters": args.iters, "rounds": args.rounds, "rows": rows})
 
 
 def cmd_book(args):
@@ -95,6 +98,7 @@ def build_parser():
     s.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
     s.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported (default 5)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    s.add_argument("--json", metavar="PATH", help="also write the rows to this JSON file")
     s.set_defaults(fn=cmd_bench)
 
     try:

@@ -34,7 +34,7 @@ class GPTConfig:
     structure_mlp_scale_init: float = 4.0  # structure_mlp: per-position scale starts at this × L
     structure_mlp_decay: bool = False  # structure_mlp (orig.): its scale and shift are not weight-decayed
     structure_embedding_norm: bool = False  # structure_embedding (orig.): features enter un-normalised
-    block_sparse: bool = True  # hard windows on CUDA: FlexAttention skipping key blocks beyond the spans
+    block_sparse: bool = True  # hard windows on CUDA without dropout: FlexAttention skips key blocks beyond spans
 
     def __post_init__(self):
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
@@ -102,7 +102,8 @@ class CausalSelfAttention(nn.Module):
                                                       dropout=self.attn_dropout)
             self.record.update(scores=scores, probs=probs, stats=stats,
                                span=None if span is None else span.expand(B, self.n_head, T))
-        elif span is not None and self.variant != "soft_window" and q.is_cuda and self.block_sparse:
+        elif (span is not None and self.variant != "soft_window" and q.is_cuda and self.block_sparse
+              and not (self.training and self.dropout > 0)):  # FlexAttention has no attention dropout
             y, stats = attend_flex_window(q, k, v, span), None
         else:
             y, stats = attend_fused(q, k, v, offset, stats=self.stats, block_size=self.block_size,

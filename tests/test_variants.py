@@ -1,0 +1,597 @@
+"""Every attention variant: causal, captured, computing its equation (../shared/design/variants.md), trainable.
+
+The equations are re-implemented here in float64 from variants.md, from capture's scores and spans
+only; they share no code with tinygpt.variants.
+"""
+
+import math
+import os
+from contextlib import nullcontext
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tinygpt
+from tinygpt import GPT, GPTConfig
+from tinygpt import variants as V
+from tinygpt.attention import (
+    attend_explicit,
+    attend_flex_window,
+    attend_fused,
+    skipped_fraction,
+    window_block_mask,
+)
+
+VARIANTS = list(tinygpt.VARIANTS)
+SPAN_VARIANTS = ("soft_window", "hard_window", "learned_span")
+GATE_VARIANTS = ("structure_gate", "output_gate")
+EPS = 1e-10  # the hard window's ε (variants.md)
+ATOL = 1e-5  # float32 model against a float64 re-computation: a few ulps of weights and logits of order 1
+L = 32  # block_size of the test models
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors on a shared 2-core machine: one intra-op thread is several times faster under load."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def config(variant="baseline", **overrides):
+    args = dict(n_layer=2, n_head=4, n_embd=32, block_size=L, vocab_size=65, dropout=0.0, bias=True,
+                variant=variant)
+    return GPTConfig(**{**args, **overrides})
+
+
+def model_for(variant, noise=0.2, seed=0, **overrides):
+    """A tiny model moved well away from init (N(0, noise) added to every parameter), in eval mode.
+
+    At init the attention is nearly uniform and several variants are exactly the baseline; the noise
+    gives scores of order 1, spans from a few tokens to several L, and gates away from their midpoint.
+    """
+    torch.manual_seed(seed)
+    model = GPT(config(variant, **overrides))
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * noise)
+    return model.eval()
+
+
+def tokens(B, T, seed=0):
+    return torch.randint(0, 65, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+def causal_softmax(logits):
+    T = logits.size(-1)
+    upper = torch.ones(T, T, dtype=torch.bool).triu(1)
+    return logits.masked_fill(upper, float("-inf")).softmax(-1)
+
+
+def dist(T):
+    i = torch.arange(T, dtype=torch.float64)
+    return i[:, None] - i[None, :]  # d = i − j
+
+
+# ----------------------------------------------------------------------------- causality
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_causal(variant):
+    model = model_for(variant)
+    T = L
+    idx = tokens(2, T)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        base, _ = model(idx)
+        for t in torch.randint(0, T - 1, (3,), generator=gen).tolist() + [0, T - 2]:
+            changed = idx.clone()
+            changed[:, t + 1:] = (idx[:, t + 1:] + torch.randint(1, 65, (2, T - t - 1), generator=gen)) % 65
+            logits, _ = model(changed)
+            # masked keys contribute exp(−inf) = 0 exactly, and every row is computed by the same kernels:
+            # the past must be bit for bit the same
+            assert torch.equal(logits[:, : t + 1], base[:, : t + 1]), f"position ≤ {t} sees the future"
+            assert not torch.allclose(logits[:, t + 1:], base[:, t + 1:])  # the change did reach the model
+    cap = tinygpt.capture(model, idx)
+    upper = torch.ones(T, T, dtype=torch.bool).triu(1)
+    for layer in cap.layers:
+        assert torch.count_nonzero(layer.probs[..., upper]) == 0
+
+
+# ----------------------------------------------------------------------------- capture
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("training", [False, True])
+def test_capture(variant, training):
+    model = model_for(variant)
+    model.train(training)
+    B, T, H, C = 2, 24, 4, 32
+    idx = tokens(B, T)
+    cap = tinygpt.capture(model, idx)
+    assert model.training is training
+    assert all(block.attn.record is None for block in model.transformer.h)
+    model.eval()
+    with torch.no_grad():
+        logits, _ = model(idx)
+    torch.testing.assert_close(cap.logits, logits, atol=ATOL, rtol=0)
+    assert len(cap.layers) == 2 and len(cap.resid) == 3
+    assert all(r.shape == (B, T, C) for r in cap.resid)
+    with torch.no_grad():  # resid[0] is the embedding, resid[-1] what ln_f and lm_head turn into the logits
+        torch.testing.assert_close(cap.resid[0], model.transformer.wte(idx) + model.transformer.wpe(torch.arange(T)),
+                                   atol=0, rtol=0)
+        torch.testing.assert_close(model.lm_head(model.transformer.ln_f(cap.resid[-1])), logits, atol=ATOL, rtol=0)
+    for li, layer in enumerate(cap.layers):
+        assert layer.scores.shape == layer.probs.shape == (B, H, T, T)
+        torch.testing.assert_close(layer.probs.sum(-1), torch.ones(B, H, T), atol=ATOL, rtol=0)
+        assert set(layer.stats) == {"mean_distance", "std_distance", "mean_logit"}
+        assert all(s.shape == (B, H, T) for s in layer.stats.values())
+        assert (layer.span is not None) == (variant in SPAN_VARIANTS)
+        assert (layer.gate is not None) == (variant in GATE_VARIANTS)
+        for extra in (layer.span, layer.gate):
+            assert extra is None or extra.shape == (B, H, T)
+        # scores are q·k/√D of the block's normalised input, before mask and offsets
+        attn = model.transformer.h[li].attn
+        with torch.no_grad():
+            q, k, _ = attn.c_attn(model.transformer.h[li].ln_1(cap.resid[li])).double().split(C, dim=2)
+        q, k = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k))
+        torch.testing.assert_close(layer.scores.double(), q @ k.transpose(-2, -1) / math.sqrt(C // H),
+                                   atol=ATOL, rtol=0)
+        assert layer.scores.triu(1).abs().sum() > 0  # scores are not masked
+
+
+# ----------------------------------------------------------------------------- the equations
+
+def expected_probs(variant, model, cap, li):
+    """The variant's attention weights from variants.md, in float64, from capture's scores and spans."""
+    layer = cap.layers[li]
+    s = layer.scores.double()
+    B, H, T, _ = s.shape
+    d = dist(T)
+    if variant == "soft_window":
+        sigma = layer.span.double().unsqueeze(-1)
+        return causal_softmax(s + 1 - (d + 1) / sigma)
+    if variant == "alibi":
+        m = torch.tensor([2.0 ** (-8 * h / H) for h in range(1, H + 1)], dtype=torch.float64)
+        return causal_softmax(s - m.view(1, H, 1, 1) * d)
+    if variant in ("hard_window", "learned_span"):
+        sigma = layer.span.double().unsqueeze(-1)
+        p0 = causal_softmax(s)
+        r = 1 - torch.exp(-torch.relu(1 - (d + 1) / sigma)) + EPS
+        w = ((p0 + EPS) * r).masked_fill(d < 0, 0.0)
+        return w / w.sum(-1, keepdim=True)
+    if variant == "key_importance":
+        # ι⁰ = w₀·e (the embedding, = resid[0] in eval), ιˡ = ιˡ⁻¹ + w_l·LN₁(x_l); added to every row
+        with torch.no_grad():
+            iota = model.key_importance.proj(cap.resid[0]).double()
+            for m in range(li + 1):
+                block = model.transformer.h[m]
+                iota = iota + block.attn.key_importance.proj(block.ln_1(cap.resid[m])).double()
+        return causal_softmax(s + iota.transpose(1, 2).unsqueeze(2))  # ι_j: (B, K, 1, T)
+    return causal_softmax(s)  # the other variants leave the weights alone
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_probs_follow_the_equation(variant):
+    model = model_for(variant)
+    cap = tinygpt.capture(model, tokens(2, L))
+    for li, layer in enumerate(cap.layers):
+        expected = expected_probs(variant, model, cap, li)
+        torch.testing.assert_close(layer.probs.double(), expected, atol=ATOL, rtol=0)
+        # not trivially so: the weights are far from uniform and (for offsets) from the plain softmax
+        assert (layer.probs - causal_softmax(torch.zeros(L, L))).abs().max() > 0.1
+        if variant not in ("baseline",) + V.STRUCTURE + ("output_gate",):
+            assert (layer.probs - causal_softmax(layer.scores)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("per_head", [False, True])
+def test_key_importance_per_head(per_head):
+    model = model_for("key_importance", key_importance_per_head=per_head)
+    assert model.key_importance.proj.out_features == (4 if per_head else 1)
+    cap = tinygpt.capture(model, tokens(2, L))
+    for li, layer in enumerate(cap.layers):
+        torch.testing.assert_close(layer.probs.double(), expected_probs("key_importance", model, cap, li),
+                                   atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("variant", ["soft_window", "hard_window"])
+def test_query_dependent_span(variant):
+    """σ = 1 + (L/2)·exp(W_σ x + b_σ) with x the block's normalised input: per head and token."""
+    model = model_for(variant)
+    cap = tinygpt.capture(model, tokens(2, L))
+    for li, layer in enumerate(cap.layers):
+        block = model.transformer.h[li]
+        with torch.no_grad():
+            a = F.linear(block.ln_1(cap.resid[li]).double(), block.attn.span.proj.weight.double(),
+                         block.attn.span.proj.bias.double())
+        sigma = 1 + L / 2 * torch.exp(a.transpose(1, 2))
+        torch.testing.assert_close(layer.span.double(), sigma, atol=0, rtol=1e-5)
+        assert layer.span.std() > 1.0  # spans do vary by token and head
+
+
+def test_learned_span_is_one_span_per_head():
+    model = model_for("learned_span")
+    cap = tinygpt.capture(model, tokens(2, L))
+    for li, layer in enumerate(cap.layers):
+        a = model.transformer.h[li].attn.span.a.detach().double()
+        expected = (1 + L / 2 * torch.exp(a)).view(1, -1, 1).expand_as(layer.span)
+        torch.testing.assert_close(layer.span.double(), expected, atol=0, rtol=1e-6)
+
+
+def test_gates():
+    # output_gate: g = sigmoid(W_g x + b_g) from the block's normalised input
+    model = model_for("output_gate")
+    cap = tinygpt.capture(model, tokens(2, L))
+    for li, layer in enumerate(cap.layers):
+        block = model.transformer.h[li]
+        with torch.no_grad():
+            z = F.linear(block.ln_1(cap.resid[li]).double(), block.attn.gate.proj.weight.double(),
+                         block.attn.gate.proj.bias.double())
+        torch.testing.assert_close(layer.gate.double(), torch.sigmoid(z).transpose(1, 2), atol=ATOL, rtol=0)
+    # structure_gate: g = 2·sigmoid(MLP([LN_H(m), LN_H(rel), LN_H(sd)])), the structure in units of L
+    model = model_for("structure_gate")
+    cap = tinygpt.capture(model, tokens(2, L))
+    for layer, block in zip(cap.layers, model.transformer.h):
+        gate = block.attn.gate
+        st = layer.stats
+        rel = -st["mean_distance"] / L
+        sd = torch.sqrt((st["std_distance"] / L) ** 2 + V.SD_EPS)
+        with torch.no_grad():
+            feats = torch.cat([gate.ln_m(st["mean_logit"].transpose(1, 2)), gate.ln_rel(rel.transpose(1, 2)),
+                               gate.ln_sd(sd.transpose(1, 2))], dim=-1)
+            g = 2 * torch.sigmoid(gate.out(F.gelu(gate.fc(feats)))).transpose(1, 2)
+        torch.testing.assert_close(layer.gate, g, atol=ATOL, rtol=0)
+        assert layer.gate.min() >= 0 and layer.gate.max() <= 2 and layer.gate.std() > 0.01
+
+
+# ----------------------------------------------------------------------------- the hard window
+
+def small_span_model(variant):
+    """Spans of a few tokens: b_σ = log(4 / (L/2)) puts σ near 5 (the small weight noise spreads it)."""
+    model = model_for(variant, noise=0.05)
+    with torch.no_grad():
+        for block in model.transformer.h:
+            if variant == "hard_window":
+                block.attn.span.proj.bias.fill_(math.log(4 / (0.5 * L)))
+            else:  # one span per head: 2.5, 5, 9 and 40 (≥ T: no key beyond it) tokens
+                block.attn.span.a.copy_(torch.log((torch.tensor([2.5, 5.0, 9.0, 40.0]) - 1) / (0.5 * L)))
+    return model
+
+
+@pytest.mark.parametrize("variant", V.HARD_SPAN)
+def test_hard_window_drops_keys_beyond_the_span(variant):
+    model = small_span_model(variant)
+    cap = tinygpt.capture(model, tokens(2, L))
+    d = dist(L)
+    for layer in cap.layers:
+        sigma = layer.span.double().unsqueeze(-1)
+        beyond = (d >= sigma - 1) & (d >= 0) & (sigma >= 2)
+        causal = (d >= 0).expand_as(beyond)
+        assert beyond.sum() > 0.5 * causal.sum()  # most keys are beyond these short spans: the check is not vacuous
+        assert layer.probs[beyond].max() < 1e-6
+        within = (d < sigma - 1) & (d >= 0)
+        torch.testing.assert_close((layer.probs * within).sum(-1), torch.ones_like(layer.span), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("variant", V.HARD_SPAN)
+@pytest.mark.parametrize("short", [False, True])
+def test_hard_window_span_gets_gradients(variant, short):
+    model = small_span_model(variant) if short else model_for(variant, noise=0.05)
+    model.train()
+    _, loss = model(tokens(2, L), tokens(2, L, seed=1))
+    loss.backward()
+    for block in model.transformer.h:
+        params = [block.attn.span.proj.weight, block.attn.span.proj.bias] if variant == "hard_window" \
+            else [block.attn.span.a]
+        for p in params:
+            assert p.grad is not None and torch.isfinite(p.grad).all()
+            assert p.grad.abs().max() > 1e-6
+
+
+# ----------------------------------------------------------------------------- structure statistics
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_capture_stats_are_the_weighted_moments(variant):
+    model = model_for(variant)
+    T = 24  # < L: the model's positions are in units of L, capture's in tokens
+    cap = tinygpt.capture(model, tokens(2, T))
+    j = torch.arange(T, dtype=torch.float64)
+    for layer in cap.layers:
+        p, s = layer.probs.double(), layer.scores.double()
+        mean_key = p @ j  # (B, H, T)
+        expected = {"mean_distance": j - mean_key,
+                    "std_distance": torch.sqrt((p * (j - mean_key.unsqueeze(-1)) ** 2).sum(-1)),
+                    "mean_logit": (p * s).sum(-1)}
+        for name, value in expected.items():
+            torch.testing.assert_close(layer.stats[name].double(), value, atol=ATOL, rtol=0, msg=name)
+        assert layer.stats["mean_distance"][..., 0].abs().max() == 0  # the first token can only see itself
+
+
+def random_offsets(kind, B, H, T, g):
+    span = 1 + 30 * torch.rand(B, H, T, generator=g)
+    d = V.distances(T, "cpu")
+    return {"none": None,
+            "dense": torch.randn(B, H, T, T, generator=g),
+            "soft": V.soft_window_offset(span, d),
+            "ramp": V.ramp_offset(span, d),
+            "alibi": V.alibi_offset(H, d),
+            "iota": torch.randn(B, 1, 1, T, generator=g)}[kind]
+
+
+@pytest.mark.parametrize("kind", ["none", "dense", "soft", "ramp", "alibi", "iota"])
+def test_fused_structure_equals_explicit(kind):
+    g = torch.Generator().manual_seed(0)
+    B, H, T, D, block_size = 2, 3, 40, 8, 48  # T < L: positions are u = j / L, not j / T
+    q, k, v = (torch.randn(B, H, T, D, generator=g) for _ in range(3))
+    offset = random_offsets(kind, B, H, T, g)
+    y_e, st_e, s, p = attend_explicit(q, k, v, offset, block_size=block_size)
+    y_f, st_f = attend_fused(q, k, v, offset, stats="all", block_size=block_size)
+    # the explicit path against the definitions (variants.md), in float64
+    u = torch.arange(T, dtype=torch.float64) / block_size
+    p, s = p.double(), s.double()
+    mu = p @ u
+    brute = {"rel": mu - u, "sd": torch.sqrt((p * (u - mu.unsqueeze(-1)) ** 2).sum(-1) + V.SD_EPS),
+             "mean_logit": (p * s).sum(-1)}
+    for name, value in brute.items():
+        torch.testing.assert_close(st_e[name].double(), value, atol=ATOL, rtol=0, msg=name)
+    torch.testing.assert_close(y_f, y_e, atol=ATOL, rtol=0)
+    for name in ("rel", "mean_logit"):
+        torch.testing.assert_close(st_f[name], st_e[name], atol=ATOL, rtol=0, msg=name)
+    torch.testing.assert_close(st_f["sd"] ** 2, st_e["sd"] ** 2, atol=ATOL, rtol=0)
+    # The fused path gets the variance as E[u²] − μ², whose rounding (~1e-7) the sqrt turns into ~3e-4
+    # where the spread is near zero (early rows, peaked heads); away from zero sd's error is the
+    # variance's divided by 2·sd, so compare sd itself only where sd > 0.05, to 1e-4.
+    wide = st_e["sd"] > 0.05
+    assert wide.float().mean() > 0.3
+    torch.testing.assert_close(st_f["sd"][wide], st_e["sd"][wide], atol=1e-4, rtol=0)
+    # the cheaper modes give the same numbers
+    y_p, st_p = attend_fused(q, k, v, offset, stats="positions", block_size=block_size)
+    assert set(st_p) == {"rel", "sd"}
+    torch.testing.assert_close(st_p["rel"], st_e["rel"], atol=ATOL, rtol=0)
+    y_n, st_n = attend_fused(q, k, v, offset, block_size=block_size)
+    assert st_n is None
+    torch.testing.assert_close(y_n, y_e, atol=ATOL, rtol=0)
+    torch.testing.assert_close(y_p, y_e, atol=ATOL, rtol=0)
+
+
+# ----------------------------------------------------------------------------- block-sparse hard window
+
+def mixed_spans(B, H, T, g):
+    """Per head: a few tokens, tens of tokens, at least T, anything; per token random within that range.
+
+    σ ≥ 1.5: as σ → 1 the only key in the window (d = 0) gets a ramp r → 0, and the ε-sized weights that
+    the dense ramp leaves on the keys beyond the span (and FlexAttention drops) stop being negligible;
+    test_flex_window_below_two_tokens covers that regime.
+    """
+    lo = torch.tensor([1.5, 8.0, float(T), 1.5])[:H].view(1, H, 1)
+    hi = torch.tensor([8.0, 100.0, 2.0 * T, 3.0 * T])[:H].view(1, H, 1)
+    return lo + (hi - lo) * torch.rand(B, H, T, generator=g) + 1e-3
+
+
+def dense_window(q, k, v, span):
+    T = q.size(-2)
+    return attend_fused(q, k, v, V.ramp_offset(span, V.distances(T, q.device)), block_size=T)[0]
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+@pytest.mark.parametrize("T", [384, 200])
+def test_flex_window_equals_dense(T):
+    g = torch.Generator().manual_seed(0)
+    B, H, D = 2, 4, 16
+    q, k, v = (torch.randn(B, H, T, D, generator=g) for _ in range(3))
+    span = mixed_spans(B, H, T, g)
+    y_flex = attend_flex_window(q, k, v, span)
+    # the dense ramp leaves ε-sized weights beyond the span where FlexAttention leaves exact zeros
+    torch.testing.assert_close(y_flex, dense_window(q, k, v, span), atol=ATOL, rtol=0)
+    if T > 2 * 128:  # three query blocks: the short-span head skips key block 0 for query block 2
+        assert skipped_fraction(span, T) > 0
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_window_below_two_tokens():
+    """σ < 2: only the key d = 0 is within the span, so each query copies its own value, however small r is."""
+    g = torch.Generator().manual_seed(0)
+    B, H, T, D = 1, 2, 130, 8
+    q, k, v = (torch.randn(B, H, T, D, generator=g) for _ in range(3))
+    span = 1 + 1e-3 + 0.99 * torch.rand(B, H, T, generator=g)
+    torch.testing.assert_close(attend_flex_window(q, k, v, span), v, atol=1e-6, rtol=0)
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+@pytest.mark.parametrize("device", DEVICES)
+def test_flex_window_gradients_equal_dense(device):
+    g = torch.Generator().manual_seed(0)
+    B, H, T, D = 1, 4, 256, 16
+    q, k, v = (torch.randn(B, H, T, D, generator=g).to(device) for _ in range(3))
+    span = mixed_spans(B, H, T, g).to(device)
+    w = torch.randn(B, H, T, D, generator=g).to(device)
+
+    def grads(fn):
+        qq, ss = q.clone().requires_grad_(), span.clone().requires_grad_()
+        (fn(qq, k, v, ss) * w).sum().backward()
+        return qq.grad, ss.grad
+
+    try:
+        flex = grads(attend_flex_window)
+    except NotImplementedError as e:
+        if device != "cpu" or "backward on CPU" not in str(e):
+            raise
+        pytest.skip(f"torch {torch.__version__}: FlexAttention has no backward on CPU ({e}); "
+                    "the dense path's gradients are checked in test_dense_window_gradients")
+    dense = grads(dense_window)
+    for name, a, b in zip(("q", "span"), flex, dense):
+        assert b.abs().max() > 1e-3
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0, msg=name)
+
+
+def test_dense_window_gradients():
+    """The dense hard window's gradients w.r.t. q and σ equal those of variants.md's formula (float64)."""
+    g = torch.Generator().manual_seed(0)
+    B, H, T, D = 1, 4, 64, 8
+    q, k, v = (torch.randn(B, H, T, D, generator=g) for _ in range(3))
+    span = mixed_spans(B, H, T, g)
+    w = torch.randn(B, H, T, D, generator=g)
+
+    def formula(q, k, v, span):
+        s = q @ k.transpose(-2, -1) / math.sqrt(D)
+        d = dist(T)
+        p0 = causal_softmax(s)
+        r = 1 - torch.exp(-torch.relu(1 - (d + 1) / span.unsqueeze(-1))) + EPS
+        p = ((p0 + EPS) * r).masked_fill(d < 0, 0.0)
+        return (p / p.sum(-1, keepdim=True)) @ v
+
+    results = []
+    for fn, dtype in ((dense_window, torch.float32), (formula, torch.float64)):
+        qq, ss = q.to(dtype).clone().requires_grad_(), span.to(dtype).clone().requires_grad_()
+        y = fn(qq, k.to(dtype), v.to(dtype), ss)
+        (y * w.to(dtype)).sum().backward()
+        results.append((y, qq.grad, ss.grad))
+    for name, a, b in zip(("y", "q", "span"), *results):
+        assert b.abs().max() > 1e-3
+        torch.testing.assert_close(a.double(), b, atol=1e-4 if name != "y" else ATOL, rtol=0, msg=name)
+
+
+def needed_blocks(span, T, block):
+    """Brute force: (B, H, NQ, NK) True where some query of the block has a key in the block with ramp > ε."""
+    B, H, _ = span.shape
+    d = dist(T)
+    z = torch.relu(1 - (d + 1) / span.double().unsqueeze(-1))  # (B, H, T, T)
+    reach = ((1 - torch.exp(-z)) > 0) & (d >= 0)  # ramp − ε > 0, causal
+    n = -(-T // block)
+    reach = F.pad(reach, (0, n * block - T, 0, n * block - T))
+    return reach.view(B, H, n, block, n, block).any(-1).any(-2)
+
+
+@pytest.mark.parametrize("T", [1024, 300])
+def test_window_block_mask_keeps_every_reachable_block(T):
+    g = torch.Generator().manual_seed(0)
+    B, H, block = 2, 4, 128
+    span = torch.exp(torch.rand(B, H, T, generator=g) * math.log(2 * T)) + 1e-3  # 1 to 2T, log-uniform
+    span[:, 0] = 1 + 7 * torch.rand(B, T, generator=g)  # one head with short spans everywhere
+    kv_num, kv_idx = window_block_mask(span, T, block)
+    n = -(-T // block)
+    assert kv_num.shape == (B, H, n) and kv_idx.shape == (B, H, n, n)
+    kept = torch.zeros(B, H, n, n, dtype=torch.bool)
+    for b in range(B):
+        for h in range(H):
+            for qb in range(n):
+                idx = kv_idx[b, h, qb, : kv_num[b, h, qb]].long()
+                assert len(set(idx.tolist())) == len(idx) and idx.max() <= qb  # no repeats, none above diagonal
+                kept[b, h, qb, idx] = True
+    need = needed_blocks(span, T, block)
+    assert not (need & ~kept).any(), "a dropped key block holds a key inside some query's span"
+    assert torch.equal(kept, need)  # and it drops every block that holds none
+    assert (~kept).sum() > 0
+
+
+def test_skipped_fraction():
+    T, block = 1024, 128
+    g = torch.Generator().manual_seed(0)
+    assert skipped_fraction(T + 100 * torch.rand(2, 4, T, generator=g), T, block) == 0.0
+    short = 1 + 7 * torch.rand(2, 4, T, generator=g)  # all spans ≤ 8
+    frac = skipped_fraction(short, T, block)
+    n = T // block
+    expected = 1 - needed_blocks(short, T, block).sum(-1).sum(-1).double().mean().item() / (n * (n + 1) / 2)
+    assert frac > 0.5
+    assert frac == pytest.approx(expected, abs=1e-12)
+
+
+# ----------------------------------------------------------------------------- training
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_adam_steps_lower_the_loss(variant):
+    torch.manual_seed(0)
+    model = GPT(config(variant, dropout=0.1))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, y = tokens(4, L), tokens(4, L, seed=1)
+    model.train()
+    first = None
+    for _ in range(8):
+        _, loss = model(x, y)
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        assert model(x, y)[1].item() < first - 0.2
+
+
+@pytest.fixture(scope="module")
+def data_env(tmp_path_factory):
+    """Raw text from $TINYGPT_DATA_SOURCE (or ../shared/data), prepared into a temporary folder."""
+    source = Path(os.environ.get("TINYGPT_DATA_SOURCE") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    if not (source / "SHA256SUMS").is_file():
+        pytest.skip(f"no raw text at {source}: set TINYGPT_DATA_SOURCE")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TINYGPT_DATA_SOURCE", str(source))
+        mp.setenv("TINYGPT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+        yield
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_trains_and_reloads(variant, data_env, tmp_path):
+    from tinygpt.data import load_dataset
+    from tinygpt.presets import TrainConfig, make_config
+    from tinygpt.train import estimate_loss, train
+
+    history = train(make_config("smoke", variant=variant, max_iters=20, eval_interval=10), tmp_path,
+                    progress=False, log=lambda *a: None)
+    vals = [e["val_loss"] for e in history["evals"]]
+    assert len(vals) == 3 and vals[-1] < vals[0] - 0.1
+    a, b = tinygpt.load(tmp_path / "best.pt"), tinygpt.load(tmp_path / "best.pt")
+    assert a.config.variant == variant and not a.training
+    idx = tokens(2, 32)
+    with torch.no_grad():
+        assert torch.equal(a(idx)[0], b(idx)[0])
+    # the reloaded model is the one that was evaluated: it reproduces the recorded best val loss
+    ckpt = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert ckpt["best_val_loss"] == min(vals)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    losses = estimate_loss(a, load_dataset(cfg.dataset), cfg, ckpt["iter_num"], "cpu", nullcontext())
+    assert losses["val"] == pytest.approx(ckpt["best_val_loss"], abs=1e-5)
+
+
+# ----------------------------------------------------------------------------- configuration
+
+@pytest.mark.parametrize("variant", V.WINDOWS)
+def test_window_variants_need_distances(variant):
+    assert set(V.WINDOWS) == {"soft_window", "hard_window", "learned_span", "alibi"}
+    with pytest.raises(ValueError, match="block_size"):
+        config(variant, block_size=1)
+    config(variant, block_size=2)
+    config("baseline", block_size=1)
+
+
+@pytest.mark.parametrize("span_init", [0.0, -0.5, float("nan"), float("inf")])
+def test_span_init_must_be_positive(span_init):
+    with pytest.raises(ValueError, match="span_init"):
+        config("hard_window", span_init=span_init)
+
+
+def test_unknown_variant():
+    with pytest.raises(ValueError, match="variant") as e:
+        config("hard-window")
+    assert all(name in str(e.value) for name in VARIANTS)
+
+
+def test_key_importance_starts_at_the_baseline():
+    """Zero-initialised importance: the baseline's weights give the baseline's logits."""
+    torch.manual_seed(0)
+    base = GPT(config("baseline"))
+    torch.manual_seed(1)
+    model = GPT(config("key_importance"))
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected
+    assert missing and all("key_importance.proj" in k for k in missing)
+    assert all(torch.count_nonzero(model.get_parameter(k)) == 0 for k in missing)
+    idx = tokens(2, L)
+    with torch.no_grad():
+        # ι = 0 goes through the masked kernel rather than the is_causal one: equal up to rounding
+        torch.testing.assert_close(model(idx)[0], base(idx)[0], atol=1e-6, rtol=0)
