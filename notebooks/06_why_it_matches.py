@@ -1,10 +1,13 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -papermill,-jupyter
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -48,7 +51,7 @@ plots.setup()
 preset = "cpu"  # smoke (seconds, for tests), cpu (nanoGPT's CPU config) or gpu (nanoGPT's shakespeare_char config)
 n_seeds = 3  # seeds per variant (chapters 02-04 train them; re-used here)
 baseline_seeds = 5  # baseline seeds (chapter 01)
-data_seeds = 3  # seeds per model and data size in the data-size experiment (hypothesis 2)
+data_seeds = 2  # seeds per model and data size in the data-size experiment (hypothesis 2)
 probe_batch = 32  # validation sequences captured for the linear probes
 out_dir = ""  # results folder; "" means the repository's results/
 device = "auto"  # auto (cuda if available), cpu or cuda

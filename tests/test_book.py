@@ -1,0 +1,168 @@
+"""`tinygpt book run`: parameters reach the notebooks, sources stay untouched, failures are contained.
+
+Throwaway notebooks in tmp_path stand in for the book's chapters; each execution starts a real
+kernel (papermill), so the notebooks are a few lines long.
+"""
+
+import json
+
+import pytest
+
+from tinygpt import book, cli
+
+pytest.importorskip("papermill")
+nbformat = pytest.importorskip("nbformat")
+
+CHECK_PRESET = """\
+if preset not in ("smoke", "cpu", "gpu"):
+    raise ValueError(f"unknown preset {preset!r}")"""
+REPORT = """\
+import os
+print(f"preset={preset} extra={extra!r} threads={os.environ.get('TINYGPT_TORCH_THREADS')} cwd={os.getcwd()}")"""
+
+
+def make_notebook(folder, name, *cells):
+    """A notebook with a tagged parameters cell (preset = "smoke", extra = 0), then `cells`."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}"),
+                nbformat.v4.new_code_cell('preset = "smoke"  # smoke, cpu or gpu\nextra = 0  # anything',
+                                          metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def outputs_text(path):
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") + o.get("evalue", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+
+
+@pytest.fixture
+def no_thread_env(monkeypatch):
+    monkeypatch.delenv(book.THREADS_ENV, raising=False)
+
+
+def test_run_injects_parameters_keeps_sources_and_survives_a_failure(tmp_path, capsys, no_thread_env):
+    src, out = tmp_path / "notebooks", tmp_path / "site"
+    paths = [make_notebook(src, "01_first", CHECK_PRESET, REPORT),
+             make_notebook(src, "02_broken", CHECK_PRESET, 'raise RuntimeError("boom\\nsecond line")'),
+             make_notebook(src, "03_third", CHECK_PRESET, REPORT)]
+    before = {p: p.read_bytes() for p in paths}
+
+    rc = book.run("cpu", overrides=book.parse_sets(["extra=3"]), notebooks_dir=src, out_dir=out, progress=False)
+
+    assert rc == 1  # one notebook failed
+    assert {p: p.read_bytes() for p in paths} == before  # sources never written
+    assert sorted(p.name for p in out.iterdir()) == ["01_first.ipynb", "02_broken.ipynb", "03_third.ipynb",
+                                                     "_run_log.json"]  # no temporary files left
+    for name in ("01_first", "03_third"):  # parameters injected, kernel ran in the notebooks folder
+        text = outputs_text(out / f"{name}.ipynb")
+        assert f"preset=cpu extra=3 threads={book.cpu_count()} cwd={src}" in text
+        nb = nbformat.read(out / f"{name}.ipynb", as_version=4)
+        assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+        assert "formats" not in nb.metadata.get("jupytext", {})  # no .py twin for executed copies
+    assert "boom" in outputs_text(out / "02_broken.ipynb")  # the failing copy is written, with its error
+
+    printed = capsys.readouterr().out
+    assert "02_broken  FAILED" in printed and "RuntimeError: boom" in printed and "second line" not in printed
+    assert "2 of 3 notebooks ran without error" in printed
+
+    log = json.loads((out / "_run_log.json").read_text())["notebooks"]
+    assert [log[n]["status"] for n in ("01_first", "02_broken", "03_third")] == ["ok", "FAILED", "ok"]
+    entry = log["01_first"]
+    assert entry["preset"] == "cpu" and entry["parameters"] == {"preset": "cpu", "extra": 3}
+    assert entry["seconds"] > 0 and entry["started_at"][:2] == "20" and entry["python"] and entry["device"]
+
+
+def test_unknown_preset_fails_with_the_notebooks_message(tmp_path, no_thread_env):
+    src, out = tmp_path / "notebooks", tmp_path / "site"
+    make_notebook(src, "01_first", CHECK_PRESET, REPORT)
+    results = book.run_notebooks("nope", notebooks_dir=src, out_dir=out, progress=False)
+    assert [(r["notebook"], r["status"], r["error"]) for r in results] == [
+        ("01_first", "FAILED", "ValueError: unknown preset 'nope'")]
+    assert (out / "01_first.ipynb").exists()
+    assert book.run("nope", notebooks_dir=src, out_dir=out, progress=False) == 1
+
+
+def test_cli_jobs_2_runs_01_alone_then_the_rest_in_parallel(tmp_path, capsys, no_thread_env):
+    src, out = tmp_path / "notebooks", tmp_path / "site"
+    for name in ("01_first", "02_second", "03_third"):
+        make_notebook(src, name, CHECK_PRESET, REPORT)
+    rc = cli.main(["book", "run", "--preset", "smoke", "--jobs", "2", "--set", "extra=two words",
+                   "--notebooks-dir", str(src), "--out-dir", str(out), "--no-progress"])
+    assert rc == 0
+    assert "3 of 3 notebooks ran without error" in capsys.readouterr().out
+    n = book.cpu_count()
+    assert f"extra='two words' threads={n} " in outputs_text(out / "01_first.ipynb")  # alone: every CPU
+    for name in ("02_second", "03_third"):  # two at a time: half each
+        assert f"extra='two words' threads={max(1, n // 2)} " in outputs_text(out / f"{name}.ipynb")
+    log = json.loads((out / "_run_log.json").read_text())["notebooks"]
+    assert sorted(log) == ["01_first", "02_second", "03_third"] and log["02_second"]["jobs"] == 2
+
+
+def test_find_notebooks_selects_by_prefix_or_name(tmp_path):
+    for name in ("01_baseline", "02_query_windows", "03_structure_gating"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    (tmp_path / ".01_baseline.abc.running.ipynb").write_text("{}")  # a temporary file is never a notebook
+    names = lambda sel: [p.stem for p in book.find_notebooks(tmp_path, sel)]
+    assert names(None) == ["01_baseline", "02_query_windows", "03_structure_gating"]
+    assert names(["03", "01"]) == ["01_baseline", "03_structure_gating"]
+    assert names(["02_query", "02_query_windows.ipynb"]) == ["02_query_windows"]
+    with pytest.raises(ValueError, match="matches '04'.*there are: 01_baseline"):
+        book.find_notebooks(tmp_path, ["04"])
+    with pytest.raises(FileNotFoundError):
+        book.find_notebooks(tmp_path / "missing")
+
+
+def test_stages_put_01_first_and_the_conclusions_last(tmp_path):
+    names = ["01_baseline", "02_a", "03_b", "06_c", "07_conclusions"]
+    assert [[p.stem for p in stage] for stage in book.stages(tmp_path / f"{n}.ipynb" for n in names)] == [
+        ["01_baseline"], ["02_a", "03_b", "06_c"], ["07_conclusions"]]
+    assert [[p.stem for p in s] for s in book.stages([tmp_path / "03_b.ipynb"])] == [["03_b"]]
+
+
+def test_parse_sets_reads_literals():
+    assert book.parse_sets(["a=1", "b=2.5", "c=True", "d=false", "e=soft_window", "f='x y'", "g=[1, 2]",
+                            "h=None", "i=1e-3"]) == {
+        "a": 1, "b": 2.5, "c": True, "d": False, "e": "soft_window", "f": "x y", "g": [1, 2], "h": None, "i": 0.001}
+    for bad in ("novalue", "=3", "not a name=1"):
+        with pytest.raises(ValueError, match="KEY=VALUE"):
+            book.parse_sets([bad])
+
+
+def test_run_refuses_to_write_into_the_sources(tmp_path):
+    make_notebook(tmp_path, "01_first")
+    with pytest.raises(ValueError, match="replace the sources"):
+        book.run_notebooks("smoke", notebooks_dir=tmp_path, out_dir=tmp_path, progress=False)
+
+
+def test_cli_help_and_arguments(capsys):
+    parser = cli.build_parser()
+    args = parser.parse_args(["book", "run", "--preset", "gpu", "--notebooks", "01", "03", "--jobs", "3",
+                              "--kernel", "tiny", "--set", "n_seeds=2", "--set", "retrain=True"])
+    assert (args.book_command, args.preset, args.notebooks, args.jobs, args.kernel, args.set) == (
+        "run", "gpu", ["01", "03"], 3, "tiny", ["n_seeds=2", "retrain=True"])
+    assert args.fn is cli.cmd_book and args.out_dir == str(book.BOOK_DIR)
+    args = parser.parse_args(["book", "build", "--book-dir", "elsewhere", "--all"])
+    assert (args.book_command, args.book_dir, args.all_pages, args.strict) == ("build", "elsewhere", True, False)
+    for argv, words in ((["book", "--help"], ["run", "build"]),
+                        (["book", "run", "--help"], ["--preset", "--notebooks", "--jobs", "--kernel", "--out-dir",
+                                                     "--set", "TINYGPT_TORCH_THREADS"]),
+                        (["book", "build", "--help"], ["--book-dir", "--all", "--strict"])):
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args(argv)
+        assert e.value.code == 0
+        text = capsys.readouterr().out
+        assert all(w in text for w in words), (argv, text)
+    with pytest.raises(SystemExit):  # an unknown preset is refused before anything runs
+        parser.parse_args(["book", "run", "--preset", "huge"])
+
+
+def test_build_needs_a_book_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="_config.yml"):
+        book.build(tmp_path)

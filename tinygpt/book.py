@@ -1,0 +1,637 @@
+"""`tinygpt book`: execute the book's notebooks with papermill, then render them with Jupyter Book.
+
+    tinygpt book run --preset cpu                       # notebooks/*.ipynb -> book/*.ipynb, executed
+    tinygpt book run --preset gpu --notebooks 01 03 --jobs 2 --set retrain=True
+    tinygpt book build                                  # book/ -> book/_build/html; executes nothing
+
+Execution and rendering are separate steps. `run` never modifies the sources in notebooks/: it
+writes executed copies into book/ (atomically, also when a notebook fails) and records the timing
+of each notebook in book/_run_log.json. `build` renders whatever executed copies are there.
+
+The functions below take `notebooks_dir` and `out_dir` / `book_dir` arguments (default: the
+repository's notebooks/ and book/), so that tests and scripts can point them elsewhere:
+
+    find_notebooks(notebooks_dir=None, select=None) -> [Path]     # select by prefix: "01", "02_query"
+    parse_sets(["lr=1e-3", "variant=soft_window"]) -> {"lr": 0.001, "variant": "soft_window"}
+    execute_notebook(src, out_dir, parameters, kernel=None, cwd=None, threads=None) -> result dict
+    stages(paths) -> [[01…], [chapters], [conclusions]]              # the order notebooks run in
+    run_notebooks(preset, select=None, jobs=1, ...) -> [result dict]   # the work of `book run`
+    format_summary(results) -> str; write_run_log(results, preset, out_dir=None, ...) -> Path
+    run(preset, ...) -> exit code                        # run_notebooks + summary table + run log
+    build(book_dir=None, ...) -> exit code               # jupyter-book build, offline
+
+This module is also a small Sphinx extension (book/_config.yml loads it): math in the book is
+converted to MathML at build time (latex2mathml), which browsers render natively, so that the
+site needs no MathJax from a CDN and reads the same offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import html
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+BOOK_DIR = REPO_ROOT / "book"
+RUN_LOG = "_run_log.json"
+THREADS_ENV = "TINYGPT_TORCH_THREADS"
+DEFAULT_KERNEL = "python3"
+
+
+# ---------------------------------------------------------------------------- selecting notebooks
+
+def find_notebooks(notebooks_dir=None, select=None):
+    """The source notebooks (sorted by name), or those whose names start with one of `select`.
+
+    A selector is a prefix ("01"), a longer prefix ("02_query") or a full name, with or without
+    ".ipynb"; one that matches nothing raises ValueError naming the notebooks there are.
+    """
+    notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
+    if not notebooks_dir.is_dir():
+        raise FileNotFoundError(f"no notebooks folder at {notebooks_dir}")
+    found = sorted(p for p in notebooks_dir.glob("*.ipynb") if not p.name.startswith((".", "_")))
+    if not found:
+        raise FileNotFoundError(f"no notebooks (*.ipynb) in {notebooks_dir}")
+    if not select:
+        return found
+    chosen = []
+    for sel in select:
+        stem = sel[: -len(".ipynb")] if sel.endswith(".ipynb") else sel
+        matches = [p for p in found if p.stem == stem or p.stem.startswith(stem)]
+        if not matches:
+            names = ", ".join(p.stem for p in found)
+            raise ValueError(f"no notebook in {notebooks_dir} matches {sel!r}; there are: {names}")
+        chosen += [p for p in matches if p not in chosen]
+    return sorted(chosen)
+
+
+def parse_sets(items):
+    """["key=value", …] -> {key: value}, each value a Python literal (int, float, bool, None, str…).
+
+    Anything that is not a literal is kept as a string, so `--set variant=soft_window` needs no quotes;
+    true/false are accepted for True/False.
+    """
+    out = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--set expects KEY=VALUE with KEY a Python name (got {item!r})")
+        text = text.strip()
+        lowered = {"true": True, "false": False, "none": None}
+        if text.lower() in lowered:
+            out[key] = lowered[text.lower()]
+            continue
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out
+
+
+def notebook_kernel(path):
+    """The kernel a notebook asks for (its metadata's kernelspec), else python3."""
+    try:
+        meta = json.loads(Path(path).read_text(encoding="utf-8")).get("metadata", {})
+        return meta.get("kernelspec", {}).get("name") or DEFAULT_KERNEL
+    except (OSError, ValueError, AttributeError):
+        return DEFAULT_KERNEL
+
+
+def stale_twin(path):
+    """A message if the notebook's jupytext twin (same name, .py) holds different code, else None.
+
+    Someone who edits the .py twin in an editor and runs the book would otherwise execute the old
+    .ipynb without noticing. Only a warning: `jupytext --sync` decides which side is newer.
+    """
+    twin = Path(path).with_suffix(".py")
+    if not twin.exists():
+        return None
+    try:
+        import jupytext
+        import nbformat
+
+        def code(nb):
+            return [c.source.strip() for c in nb.cells if c.cell_type == "code"]
+
+        if code(jupytext.read(twin)) != code(nbformat.read(path, as_version=4)):
+            return (f"{twin.name} and {Path(path).name} hold different code: run `jupytext --sync "
+                    f"{path}` (the newer file wins) if you meant to execute the .py")
+    except Exception:  # a twin jupytext cannot read is the notebook author's business, not the runner's
+        return None
+    return None
+
+
+# ------------------------------------------------------------------------------- executing one
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _first_line(exc):
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    text = f"{ename}: {evalue}" if ename else f"{type(exc).__name__}: {exc}"
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _chmod_like_new_file(path):
+    """mkstemp makes 0600 files; give the temporary the mode an ordinary new file would get (umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+@contextmanager
+def _environ(**values):
+    """Set environment variables (None: leave as is) for the duration of the block."""
+    old = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is not None:
+                os.environ[k] = str(v)
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def execute_notebook(src, out_dir=None, parameters=None, kernel=None, cwd=None, threads=None, log_output=False):
+    """Execute one notebook with papermill into out_dir/<name>.ipynb; the source is never written.
+
+    papermill writes to a hidden temporary file in out_dir, which then replaces the executed copy
+    (os.replace, atomic) — also when the notebook fails, so that the copy shows the failing cell.
+    `threads` is exported as TINYGPT_TORCH_THREADS to the kernel. The working directory of the
+    kernel is `cwd` (default: the source's folder). Never raises for a failing notebook: returns
+    {notebook, status ("ok" or "FAILED"), seconds, started_at, error (first line), output, kernel}.
+    """
+    import papermill as pm
+
+    src = Path(src).resolve()
+    out_dir = Path(out_dir or BOOK_DIR).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest = out_dir / src.name
+    if dest == src:
+        raise ValueError(f"the executed copy would overwrite its source {src}; choose another out_dir")
+    kernel = kernel or notebook_kernel(src)
+    result = dict(notebook=src.stem, status="ok", seconds=0.0, started_at=_now(), error="", output=None,
+                  kernel=kernel)
+    fd, tmp = tempfile.mkstemp(prefix=f".{src.stem}.", suffix=".running.ipynb", dir=out_dir)
+    os.close(fd)
+    _chmod_like_new_file(tmp)
+    t0 = time.perf_counter()
+    try:
+        with _environ(**{THREADS_ENV: threads}):
+            pm.execute_notebook(str(src), tmp, parameters=dict(parameters or {}), kernel_name=kernel,
+                                cwd=str(cwd or src.parent), progress_bar=False, log_output=log_output)
+    except Exception as e:  # the notebook's error, a kernel that died or could not start…
+        result.update(status="FAILED", error=_first_line(e))
+    except BaseException:  # interrupted: keep the previous executed copy, drop the partial one
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    if os.path.getsize(tmp) > 0:
+        _unpair(tmp)
+        os.replace(tmp, dest)
+        result["output"] = str(dest)
+    else:  # papermill failed before writing anything (say, an unreadable source)
+        Path(tmp).unlink(missing_ok=True)
+    return result
+
+
+def _unpair(path):
+    """Drop the jupytext pairing an executed copy inherits from its source: no .py twins in book/."""
+    try:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+        jt = nb["metadata"]["jupytext"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if isinstance(jt, dict) and "formats" in jt:
+        del jt["formats"]
+        if not jt:
+            del nb["metadata"]["jupytext"]
+        Path(path).write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------ executing many
+
+def cpu_count():
+    """CPUs this process may use (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def stages(paths):
+    """The order notebooks must run in: [01…], [the chapters], [the conclusions].
+
+    Chapter 01 trains the baseline runs the other chapters reuse; a conclusions notebook
+    (07_conclusions) reads what the chapters wrote. Notebooks within a stage are independent.
+    """
+    paths = list(paths)
+    first = [p for p in paths if Path(p).name.startswith("01")]
+    last = [p for p in paths if Path(p).stem.endswith("conclusions") and p not in first]
+    middle = [p for p in paths if p not in first and p not in last]
+    return [stage for stage in (first, middle, last) if stage]
+
+
+def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=None, out_dir=None,
+                  progress=True, log_output=False):
+    """Execute the selected notebooks with parameters preset=<preset> plus `overrides`.
+
+    The notebooks run in `stages` (01 first, the conclusions last); with jobs > 1, up to `jobs`
+    notebooks of a stage run at once, each in its own process with TINYGPT_TORCH_THREADS =
+    max(1, cpus // n), n the number running at once (a notebook running alone gets every CPU),
+    unless that variable is already set. A failing notebook does not stop the others.
+    Returns one result dict per notebook, in name order.
+    """
+    from tqdm.auto import tqdm
+
+    notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
+    out_dir = Path(out_dir or BOOK_DIR)
+    if out_dir.resolve() == notebooks_dir.resolve():
+        raise ValueError("out_dir must not be the notebooks folder: executed copies would replace the sources")
+    paths = find_notebooks(notebooks_dir, select)
+    parameters = {"preset": preset, **(overrides or {})}
+    jobs = max(1, int(jobs))
+    user_threads = os.environ.get(THREADS_ENV)
+
+    def threads_for(n_parallel):
+        return user_threads or max(1, cpu_count() // n_parallel)
+
+    for path in paths:
+        msg = stale_twin(path)
+        if msg:
+            print(f"warning: {msg}", file=sys.stderr)
+
+    results = {}
+    bar = tqdm(total=len(paths), unit="notebook", desc=f"book run --preset {preset}", disable=not progress,
+               file=sys.stderr)
+
+    def done(res):
+        results[res["notebook"]] = res
+        bar.update(1)
+        bar.write(f"{res['notebook']}: {res['status']} in {res['seconds']:.1f} s"
+                  + (f" — {res['error']}" if res["error"] else ""), file=sys.stderr)
+
+    kwargs = dict(out_dir=out_dir, parameters=parameters, kernel=kernel, cwd=notebooks_dir, log_output=log_output)
+    try:
+        for stage in stages(paths):
+            n = min(jobs, len(stage))
+            if n == 1:
+                for path in stage:
+                    bar.set_postfix_str(path.stem)
+                    done(execute_notebook(path, threads=threads_for(1), **kwargs))
+            else:
+                _run_parallel(stage, n, threads_for(n), kwargs, done, bar)
+    finally:
+        bar.close()
+    return [results[p.stem] for p in paths if p.stem in results]
+
+
+def _run_parallel(paths, jobs, threads, kwargs, done, bar):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    bar.set_postfix_str(f"{', '.join(p.stem[:2] for p in paths)}: {jobs} at a time")
+    # spawn, not fork: the parent holds threads (tqdm's monitor, torch's pools) that fork would copy half-alive
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(execute_notebook, p, threads=threads, **kwargs): p for p in paths}
+        for fut in as_completed(futures):
+            path = futures[fut]
+            try:
+                res = fut.result()
+            except Exception as e:  # the worker process itself died
+                res = dict(notebook=path.stem, status="FAILED", seconds=0.0, started_at=_now(),
+                           error=_first_line(e), output=None, kernel=kwargs.get("kernel"))
+            done(res)
+
+
+def format_summary(results):
+    """A plain-text table: notebook, status, seconds, first line of the error."""
+    rows = [("notebook", "status", "seconds", "error")]
+    rows += [(r["notebook"], r["status"], f"{r['seconds']:.1f}", r["error"]) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]), row[3]]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  -----")
+    ok = sum(r["status"] == "ok" for r in results)
+    total = sum(r["seconds"] for r in results)
+    lines.append(f"{ok} of {len(results)} notebooks ran without error ({total:.1f} s of notebook time)")
+    return "\n".join(lines)
+
+
+def _device(preset, overrides):
+    """Where the notebooks' models run: the preset's device (smoke is CPU-only) resolved here."""
+    try:
+        import torch
+    except ImportError:
+        return "unknown (torch not importable by the runner)"
+    device = "auto"
+    try:
+        from . import presets
+
+        if preset in presets.PRESETS:
+            device = presets.PRESETS[preset].get("device", "auto")
+    except Exception:
+        pass
+    device = str((overrides or {}).get("device", device))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({platform.processor() or platform.machine()}, {cpu_count()} CPUs)"
+
+
+def _atomic_write_json(path, data):
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _chmod_like_new_file(tmp)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_run_log(results, preset, out_dir=None, overrides=None, jobs=1):
+    """Record each notebook's last run in out_dir/_run_log.json (merged with the notebooks already there).
+
+    {"notebooks": {"01_baseline": {"preset", "notebook", "status", "seconds", "started_at", "error",
+    "parameters", "kernel", "jobs", "python", "torch", "device"}, …}, "updated_at": …}
+    """
+    path = Path(out_dir or BOOK_DIR) / RUN_LOG
+    try:
+        log = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(log.get("notebooks"), dict):
+            raise ValueError
+    except (OSError, ValueError, AttributeError):
+        log = {"notebooks": {}}
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    device = _device(preset, overrides)
+    for r in results:
+        log["notebooks"][r["notebook"]] = dict(
+            preset=preset, notebook=r["notebook"], status=r["status"], seconds=r["seconds"],
+            started_at=r["started_at"], error=r["error"], parameters={"preset": preset, **(overrides or {})},
+            kernel=r.get("kernel"), jobs=jobs, python=platform.python_version(), torch=torch_version, device=device)
+    log["notebooks"] = dict(sorted(log["notebooks"].items()))
+    log["updated_at"] = _now()
+    _atomic_write_json(path, log)
+    return path
+
+
+def run(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=None, out_dir=None,
+        progress=True, log_output=False):
+    """`tinygpt book run`: execute, print the summary table, write the run log. 0 only if all passed."""
+    out_dir = Path(out_dir or BOOK_DIR)
+    results = run_notebooks(preset, select=select, jobs=jobs, kernel=kernel, overrides=overrides,
+                            notebooks_dir=notebooks_dir, out_dir=out_dir, progress=progress, log_output=log_output)
+    log = write_run_log(results, preset, out_dir=out_dir, overrides=overrides, jobs=jobs)
+    print(format_summary(results))
+    print(f"executed copies in {out_dir}; timings in {log}")
+    return 0 if results and all(r["status"] == "ok" for r in results) else 1
+
+
+# -------------------------------------------------------------------------------------- building
+
+def jupyter_book_command():
+    """How to call Jupyter Book 1.x with this interpreter (its package has no __main__)."""
+    script = Path(sys.executable).parent / ("jupyter-book.exe" if os.name == "nt" else "jupyter-book")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; "
+                                  "main()"]
+
+
+def missing_chapters(book_dir=None):
+    """Files the book's _toc.yml names that are not in the book folder (chapters not executed yet)."""
+    import yaml
+
+    book_dir = Path(book_dir or BOOK_DIR)
+    toc = yaml.safe_load((book_dir / "_toc.yml").read_text(encoding="utf-8")) or {}
+    names = [toc.get("root")] if toc.get("root") else []
+
+    def walk(entries):
+        for entry in entries or ():
+            if isinstance(entry, dict):
+                if entry.get("file"):
+                    names.append(entry["file"])
+                walk(entry.get("chapters") or entry.get("sections") or [])
+                for part in entry.get("parts") or []:
+                    walk(part.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts") or []:
+        walk(part.get("chapters"))
+    exts = (".ipynb", ".md", ".rst", ".py")
+    return [n for n in names if not any((book_dir / (n + e)).exists() or (book_dir / n).is_file() for e in exts)]
+
+
+def build(book_dir=None, all_pages=False, strict=False, quiet=False):
+    """`tinygpt book build`: render book_dir with Jupyter Book into book_dir/_build/html (no execution).
+
+    Returns jupyter-book's exit code (non-zero on failure, and with strict on any warning).
+    """
+    book_dir = Path(book_dir or BOOK_DIR).resolve()
+    if not (book_dir / "_config.yml").exists() or not (book_dir / "_toc.yml").exists():
+        raise FileNotFoundError(f"{book_dir} has no _config.yml/_toc.yml: not a Jupyter Book folder")
+    missing = missing_chapters(book_dir)
+    if missing:
+        print(f"warning: not in {book_dir} yet (left out of the site): {', '.join(missing)}; executed chapters "
+              "come from `tinygpt book run`", file=sys.stderr)
+    cmd = jupyter_book_command() + ["build", str(book_dir), "--builder", "html"]
+    cmd += ["--all"] * all_pages + ["-W", "--keep-going"] * strict + ["-q"] * quiet
+    rc = subprocess.run(cmd).returncode
+    index = book_dir / "_build" / "html" / "index.html"
+    if rc == 0 and index.exists():
+        print(f"the book is at {index}  (serve it: python -m http.server -d {index.parent})")
+        return 0
+    print(f"tinygpt book build: jupyter-book failed (exit {rc}); see its messages above", file=sys.stderr)
+    return rc or 1
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+def add_parser(subparsers, handler):
+    """Add `book run` and `book build` to tinygpt's sub-commands; `handler(args)` calls main(args)."""
+    book = subparsers.add_parser(
+        "book", help="execute the book's notebooks (papermill) and render the site (Jupyter Book)",
+        description="The book is notebooks/*.ipynb executed into book/*.ipynb (`book run`), then rendered\n"
+                    "into book/_build/html (`book build`). Rendering never executes anything.",
+        epilog="examples:\n"
+               "  tinygpt book run --preset smoke              # every notebook, in seconds (a check)\n"
+               "  tinygpt book run --preset cpu --jobs 2       # the book on a laptop\n"
+               "  tinygpt book run --preset gpu --notebooks 02 03 --set retrain=True\n"
+               "  tinygpt book build                           # then open book/_build/html/index.html\n"
+               "`tinygpt book run --help` and `tinygpt book build --help` describe every option.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    book.set_defaults(fn=handler)
+    sub = book.add_subparsers(dest="book_command", metavar="{run,build}", required=True)
+
+    r = sub.add_parser(
+        "run", help="execute notebooks into executed copies in book/",
+        description="Execute the source notebooks in notebooks/ with papermill, passing preset=PRESET and any "
+                    "--set values as parameters, into executed copies book/<name>.ipynb (the sources are never "
+                    "modified; a copy is written also when its notebook fails). Kernels run in notebooks/. "
+                    "Prints a summary table and records the timings in book/_run_log.json. Exit status 0 only "
+                    "if every notebook ran without error.",
+    )
+    try:
+        from .presets import PRESETS
+
+        preset_names = list(PRESETS)
+    except ImportError:
+        preset_names = None
+    r.add_argument("--preset", required=True, choices=preset_names, metavar="PRESET",
+                   help="the training preset the notebooks use: smoke (seconds, for tests), cpu (a laptop) or gpu "
+                        "(nanoGPT's full configuration); required")
+    r.add_argument("--notebooks", nargs="+", metavar="NAME",
+                   help="run only these notebooks, by prefix or name: 01 03, 02_query_windows (default: all)")
+    r.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="execute up to N notebooks at once, each in its own process with TINYGPT_TORCH_THREADS = "
+                        "CPUs // N; 01 runs first and alone (the others reuse its runs), a conclusions notebook "
+                        "last (it reads theirs) (default 1)")
+    r.add_argument("--kernel", metavar="NAME",
+                   help="Jupyter kernel to execute with (default: each notebook's own kernelspec, else python3)")
+    r.add_argument("--out-dir", default=str(BOOK_DIR), metavar="DIR",
+                   help="where the executed copies go (default: the repository's book/)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="another parameter for every notebook, as a Python literal (strings need no quotes; "
+                        "true/false work): --set retrain=True --set max_iters=500 (repeatable)")
+    r.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR), metavar="DIR",
+                   help="where the source notebooks are; also the kernels' working directory (default: the "
+                        "repository's notebooks/)")
+    r.add_argument("--log-output", action="store_true", help="stream the notebooks' outputs to this terminal")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    b = sub.add_parser(
+        "build", help="render the executed notebooks into an HTML site (executes nothing)",
+        description="Render the book folder with Jupyter Book 1.x (execute_notebooks: off, offline) into "
+                    "<book-dir>/_build/html and print where index.html is. Chapters not executed yet are left "
+                    "out with a warning. Exit status non-zero if the build fails.",
+    )
+    b.add_argument("--book-dir", default=str(BOOK_DIR), metavar="DIR",
+                   help="the book folder, with _config.yml and _toc.yml (default: the repository's book/)")
+    b.add_argument("--all", action="store_true", dest="all_pages", help="rebuild every page, not only changed ones")
+    b.add_argument("--strict", action="store_true", help="fail on any Sphinx warning (jupyter-book -W --keep-going)")
+    b.add_argument("-q", "--quiet", action="store_true", help="fewer messages from Sphinx")
+    return book
+
+
+def main(args):
+    """Dispatch parsed `tinygpt book …` arguments; returns the exit code."""
+    if args.book_command == "run":
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be ≥ 1 (got {args.jobs})")
+        return run(args.preset, select=args.notebooks, jobs=args.jobs, kernel=args.kernel,
+                   overrides=parse_sets(args.set), notebooks_dir=args.notebooks_dir, out_dir=args.out_dir,
+                   progress=not args.no_progress, log_output=args.log_output)
+    if args.book_command == "build":
+        return build(args.book_dir, all_pages=args.all_pages, strict=args.strict, quiet=args.quiet)
+    raise ValueError(f"unknown book command {args.book_command!r}")
+
+
+# --------------------------------------------------------------------- Sphinx extension: MathML
+
+_NUMBERED_ENV = re.compile(r"\\(begin|end)\{(align|gather|multline|flalign|equation)\}")
+
+
+def _mathml(latex, display, node, translator):
+    from latex2mathml.converter import convert
+
+    # Sphinx numbers a block as a whole (the eqno span); latex2mathml would number each row again
+    latex = _NUMBERED_ENV.sub(lambda m: f"\\{m[1]}{{{m[2]}*}}", latex)
+    try:
+        return convert(latex.strip(), display=display)
+    except Exception as e:
+        from sphinx.util import logging
+
+        logging.getLogger(__name__).warning(f"math not converted to MathML ({type(e).__name__}: {e}); shown as "
+                                            f"TeX: {latex.strip()[:60]!r}", location=node)
+        return f'<code class="math-tex">{html.escape(latex)}</code>'
+
+
+def _visit_math(self, node):
+    from docutils import nodes
+
+    self.body.append(self.starttag(node, "span", "", CLASS="math"))
+    self.body.append(_mathml(node.astext(), "inline", node, self) + "</span>")
+    raise nodes.SkipNode
+
+
+def _visit_displaymath(self, node):
+    from docutils import nodes
+    from sphinx.util.math import get_node_equation_number
+
+    self.body.append(self.starttag(node, "div", CLASS="math"))
+    if node.get("number"):
+        self.body.append(f'<span class="eqno">({get_node_equation_number(self, node)})')
+        self.add_permalink_ref(node, "Link to this equation")
+        self.body.append("</span>")
+    latex = node.astext()
+    parts = [latex] if node.get("nowrap") else [p for p in latex.split("\n\n") if p.strip()]
+    # the theme lays div.math out as a row (equation number last) that only MathJax's element fills
+    self.body.append('<div class="mathml" style="flex-grow: 1; overflow-x: auto; overflow-y: hidden">')
+    for part in parts:
+        self.body.append(_mathml(part, "block", node, self))
+    self.body.append("</div></div>\n")
+    raise nodes.SkipNode
+
+
+def setup(app):
+    """Sphinx entry point: math as MathML when latex2mathml is installed (else MathJax, online); a favicon."""
+    app.connect("html-page-context", _favicon)
+    try:
+        import latex2mathml.converter  # noqa: F401
+    except ImportError:
+        from sphinx.util import logging
+
+        logging.getLogger(__name__).warning("latex2mathml is not installed: math falls back to MathJax from a "
+                                            "CDN, which needs the network to display")
+        return {"parallel_read_safe": True, "parallel_write_safe": True}
+    app.add_html_math_renderer("mathml", (_visit_math, None), (_visit_displaymath, None))
+
+    def choose(app, config):
+        if not config.html_math_renderer:
+            config.html_math_renderer = "mathml"
+
+    app.connect("config-inited", choose)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+# an "α" on a dark square: inline, so that browsers do not request a /favicon.ico the site lacks
+FAVICON = ("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Crect width='16' "
+           "height='16' rx='3' fill='%23333'/%3E%3Ctext x='8' y='12.5' font-size='12' text-anchor='middle' "
+           "fill='white' font-family='serif'%3E%CE%B1%3C/text%3E%3C/svg%3E")
+
+
+def _favicon(app, pagename, templatename, context, doctree):
+    if not app.config.html_favicon:
+        context["metatags"] = context.get("metatags", "") + f'\n    <link rel="icon" href="{FAVICON}" />'
