@@ -49,8 +49,9 @@ jobs = 1  # training runs in parallel (separate processes)
 study.check_parameters(preset, n_seeds=n_seeds, device=device)
 root = out_dir or None
 cfg = tinygpt.make_config(preset)
-print(f"preset {preset!r}: {cfg.model.n_layer} layers, {cfg.model.n_head} heads, {cfg.model.n_embd} embedding, "
-      f"context {cfg.model.block_size}, batch {cfg.batch_size}, {cfg.max_iters} iterations, dropout {cfg.model.dropout}")
+m = cfg.model
+print(f"preset {preset!r}: {m.n_layer} layers, {m.n_head} heads, {m.n_embd} embedding, context {m.block_size}, "
+      f"batch {cfg.batch_size}, {cfg.max_iters} iterations, dropout {m.dropout}")
 
 # %% [markdown]
 # ## The data

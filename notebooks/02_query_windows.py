@@ -37,7 +37,7 @@ from tinygpt import analysis, plots, study
 from tinygpt.data import load_dataset
 from tinygpt.experiments import load_run_model
 from tinygpt.notebook import environment
-from tinygpt.results import load_histories
+from tinygpt.results import summary_lines
 
 environment()
 plots.setup()
@@ -70,10 +70,7 @@ for v in variants:
 # %%
 runs, table = study.train_and_compare(preset, variants, n_seeds, baseline_seeds, jobs, retrain, root, device)
 display(table.round(4))
-fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1.2, 1]})
-plots.loss_curves(load_histories(runs.path), axes[0], "val_loss", "validation loss", tags=["baseline"] + variants)
-axes[0].set_ylim(top=runs.best_val_loss.max() + 0.4)
-plots.differences(table, axes[1])
+plots.comparison(runs, table, ["baseline"] + variants)
 plt.show()
 
 # %% [markdown]
@@ -156,19 +153,16 @@ if "key_importance" in variants:
 # ## Summary
 
 # %%
-lines = [f"- **{r.tag}**: {r['mean']:.4f} ± {r['std']:.4f} (n={r.n}), difference {r['diff']:+.4f} "
-         f"[{r.ci_lo:+.4f}, {r.ci_hi:+.4f}] → **{r.verdict}**" for _, r in table.dropna(subset=["diff"]).iterrows()]
-base = table[table.tag == "baseline"].iloc[0]
-lines.insert(0, f"- baseline: {base['mean']:.4f} ± {base['std']:.4f} (n={base.n}) best val loss (nats/char)")
+lines = summary_lines(table)
 for tag, m in medians.items():
     trend = "shorter" if m[-1] < m[0] else "longer"
     lines.append(f"- {tag}: median span {m[0]:.1f} tokens in layer 0 and {m[-1]:.1f} in layer {L - 1} "
                  f"({trend} in the last layer; the original saw long windows early and short ones last)")
 if len(skip):
     hw = skip[skip.variant == skip.variant.iloc[0]]
+    tile = f"tiles skipped ({tiles[0]}×{tiles[0]})"
     lines.append(f"- {skip.variant.iloc[0]} zeroes {hw['pairs zeroed'].mean():.1%} of causal pairs on average; a "
-                 f"{tiles[0]}×{tiles[0]}-tile kernel would skip {hw[f'tiles skipped ({tiles[0]}×{tiles[0]})'].mean():.1%}"
-                 " of tiles")
+                 f"{tiles[0]}×{tiles[0]}-tile kernel would skip {hw[tile].mean():.1%} of tiles")
 if ki:
     lines.append(f"- key_importance: ι spreads by {min(ki['spread']):.2f}–{max(ki['spread']):.2f} logits across "
                  f"layers; lowest for {ki['low']}, highest for {ki['high']}")

@@ -38,7 +38,7 @@ from tinygpt import analysis, plots, study
 from tinygpt.data import load_dataset
 from tinygpt.experiments import load_run_model
 from tinygpt.notebook import environment
-from tinygpt.results import load_histories
+from tinygpt.results import summary_lines
 
 environment()
 plots.setup()
@@ -66,10 +66,7 @@ L, H, T = cfg.model.n_layer, cfg.model.n_head, cfg.model.block_size
 # %%
 runs, table = study.train_and_compare(preset, variants, n_seeds, baseline_seeds, jobs, retrain, root, device)
 display(table.round(4))
-fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1.2, 1]})
-plots.loss_curves(load_histories(runs.path), axes[0], "val_loss", "validation loss", tags=["baseline"] + variants)
-axes[0].set_ylim(top=runs.best_val_loss.max() + 0.4)
-plots.differences(table, axes[1])
+plots.comparison(runs, table, ["baseline"] + variants)
 plt.show()
 
 # %% [markdown]
@@ -134,10 +131,7 @@ mean_abs = corr.assign(abs_r=corr.r.abs()).groupby("variant").abs_r.mean()
 # ## Summary
 
 # %%
-base = table[table.tag == "baseline"].iloc[0]
-lines = [f"- baseline: {base['mean']:.4f} ± {base['std']:.4f} (n={base.n}) best val loss (nats/char)"]
-lines += [f"- **{r.tag}**: {r['mean']:.4f} ± {r['std']:.4f} (n={r.n}), difference {r['diff']:+.4f} "
-          f"[{r.ci_lo:+.4f}, {r.ci_hi:+.4f}] → **{r.verdict}**" for _, r in table.dropna(subset=["diff"]).iterrows()]
+lines = summary_lines(table)
 for _, r in gate_stats.iterrows():
     lines.append(f"- {r.variant}: gates range {r['min']:.2f}–{r['max']:.2f} (1st–99th percentile "
                  f"{r.p1:.2f}–{r.p99:.2f}, median {r['median']:.2f})")

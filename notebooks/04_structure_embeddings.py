@@ -32,7 +32,6 @@
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -41,7 +40,7 @@ from tinygpt import analysis, plots, study
 from tinygpt.data import load_dataset
 from tinygpt.experiments import load_run_model
 from tinygpt.notebook import environment
-from tinygpt.results import load_histories
+from tinygpt.results import load_histories, summary_lines
 
 environment()
 plots.setup()
@@ -69,11 +68,7 @@ L, H, T = cfg.model.n_layer, cfg.model.n_head, cfg.model.block_size
 # %%
 runs, table = study.train_and_compare(preset, variants, n_seeds, baseline_seeds, jobs, retrain, root, device)
 display(table.round(4))
-fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1.2, 1]})
-hist = load_histories(runs.path)
-plots.loss_curves(hist, axes[0], "val_loss", "validation loss", tags=["baseline"] + variants)
-axes[0].set_ylim(top=runs.best_val_loss.max() + 0.4)
-plots.differences(table, axes[1])
+plots.comparison(runs, table, ["baseline"] + variants)
 plt.show()
 
 # %% [markdown]
@@ -81,6 +76,7 @@ plt.show()
 # that is worse only on validation over-fits.
 
 # %%
+hist = load_histories(runs.path)
 final = hist[hist.iter == hist.iter.max()].groupby("tag")[["train_loss", "val_loss"]].mean()
 final["gap (val − train)"] = final.val_loss - final.train_loss
 display(final.round(4))
@@ -121,10 +117,7 @@ if "structure_embedding" in variants:
 # ## Summary
 
 # %%
-base = table[table.tag == "baseline"].iloc[0]
-lines = [f"- baseline: {base['mean']:.4f} ± {base['std']:.4f} (n={base.n}) best val loss (nats/char)"]
-lines += [f"- **{r.tag}**: {r['mean']:.4f} ± {r['std']:.4f} (n={r.n}), difference {r['diff']:+.4f} "
-          f"[{r.ci_lo:+.4f}, {r.ci_hi:+.4f}] → **{r.verdict}**" for _, r in table.dropna(subset=["diff"]).iterrows()]
+lines = summary_lines(table)
 means = table.set_index("tag")["mean"]
 if {"structure_mlp", "structure_mlp_prenorm"} <= set(means.index):
     gap, gap_pre = means["structure_mlp"] - means["baseline"], means["structure_mlp_prenorm"] - means["baseline"]

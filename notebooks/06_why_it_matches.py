@@ -42,7 +42,7 @@ from tinygpt.checkpoint import write_json
 from tinygpt.data import load_dataset
 from tinygpt.experiments import ensure_runs, load_run_model, results_root
 from tinygpt.notebook import environment
-from tinygpt.results import MATCH_WIDTH, compare, load_runs, welch
+from tinygpt.results import MATCH_WIDTH, load_runs, welch
 
 environment()
 plots.setup()
@@ -295,7 +295,8 @@ summary["verdict_counts"] = counts
 write_json(results_root(root) / preset / "summary.json", summary)
 display(Markdown(
     f"- Of {len(table) - 1} variants and controls at the **{preset}** preset: "
-    + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" (95% Welch intervals; 'matches' needs width < {MATCH_WIDTH}).\n"
+    + ", ".join(f"{n} {k}" for k, n in counts.items())
+    + f" (95% Welch intervals; 'matches' needs width < {MATCH_WIDTH}).\n"
     f"- **Hypothesis 1 (information already there): {h1}.** The baseline's residual stream predicts the next "
     f"layer's attention structure with mean held-out R² {struct[main]:.2f} (stream alone {struct['resid']:.2f}, "
     f"position alone {struct['position']:.2f}, shuffled {struct['shuffled']:.2f}) and the learned log spans with "

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from tinygpt.cli import build_parser, main
-from tinygpt.data import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = Path(os.environ.get("TINYGPT_DATA_SOURCE") or ROOT.parent / "shared" / "data")
@@ -47,15 +46,8 @@ def assert_clean_error(rc, err, *fragments):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def data_dir(tmp_path_factory):
-    if not (SOURCE / "tinyshakespeare" / "input.txt").is_file():
-        pytest.skip(f"no raw text at {SOURCE}")
-    root = tmp_path_factory.mktemp("data")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TINYGPT_DATA_SOURCE", str(SOURCE))
-        mp.setenv("TINYGPT_DATA_DIR", str(root))
-        prepare("shakespeare_char")
-        yield root
+def _prepared(data_dir):
+    return data_dir
 
 
 @pytest.fixture(scope="module")

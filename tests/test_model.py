@@ -14,13 +14,7 @@ from tinygpt.checkpoint import CheckpointError
 ATOL = 1e-5  # float32: a few ulps of logits of order 1–10 after a few layers
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors on a shared 2-core machine: one intra-op thread is several times faster under load."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**overrides):

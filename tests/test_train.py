@@ -14,7 +14,7 @@ import torch
 
 from tinygpt import checkpoint
 from tinygpt.checkpoint import load, read_checkpoint
-from tinygpt.data import Dataset, prepare
+from tinygpt.data import Dataset
 from tinygpt.model import GPT
 from tinygpt.presets import PRESETS, TrainConfig, make_config, parse_overrides
 from tinygpt.train import TrainingDiverged, get_lr, load_history, train
@@ -51,16 +51,8 @@ def no_temp_files(folder):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def data_dir(tmp_path_factory):
-    """shakespeare_char prepared once into a temporary TINYGPT_DATA_DIR, from the local raw text (no network)."""
-    if not (SOURCE / "tinyshakespeare" / "input.txt").is_file():
-        pytest.skip(f"no raw text at {SOURCE}")
-    root = tmp_path_factory.mktemp("data")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TINYGPT_DATA_SOURCE", str(SOURCE))
-        mp.setenv("TINYGPT_DATA_DIR", str(root))
-        prepare("shakespeare_char")
-        yield root
+def _prepared(data_dir):
+    return data_dir
 
 
 @pytest.fixture(scope="module")

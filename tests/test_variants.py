@@ -32,13 +32,7 @@ ATOL = 1e-5  # float32 model against a float64 re-computation: a few ulps of wei
 L = 32  # block_size of the test models
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors on a shared 2-core machine: one intra-op thread is several times faster under load."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(variant="baseline", **overrides):

@@ -132,3 +132,13 @@ def data_size(points, ax=None, title="difference to the baseline against data si
            ylabel="best val loss − baseline (nats/char)", title=title)
     ax.legend()
     return ax
+
+
+def comparison(runs, table, tags):
+    """A chapter's headline figure: validation curves of `tags` and each one's difference to the baseline."""
+    from .results import load_histories
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1.2, 1]})
+    loss_curves(load_histories(runs.path), axes[0], "val_loss", "validation loss", tags=tags)
+    axes[0].set_ylim(top=runs.best_val_loss.max() + 0.4)
+    differences(table, axes[1])
+    return fig

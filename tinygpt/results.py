@@ -84,3 +84,12 @@ def compare(runs, baseline="baseline", metric="best_val_loss", width=MATCH_WIDTH
     out = pd.DataFrame(rows)
     order = [baseline] + [t for t in out.tag if t != baseline]
     return out.set_index("tag").loc[order].reset_index()
+
+
+def summary_lines(table):
+    """Markdown bullets of a comparison: the baseline, then each variant's difference and verdict."""
+    base = table[table.tag == "baseline"].iloc[0]
+    lines = [f"- baseline: {base['mean']:.4f} ± {base['std']:.4f} (n={base.n}) best val loss (nats/char)"]
+    return lines + [f"- **{r.tag}**: {r['mean']:.4f} ± {r['std']:.4f} (n={r.n}), difference {r['diff']:+.4f} "
+                    f"[{r.ci_lo:+.4f}, {r.ci_hi:+.4f}] → **{r.verdict}**"
+                    for _, r in table.dropna(subset=["diff"]).iterrows()]

@@ -1,0 +1,111 @@
+"""The book's chapters: stripped sources in sync with their twins, checked parameters, and every
+chapter executed end to end with papermill at the smoke preset (each within the 60 s target)."""
+
+import ast
+import json
+import os
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SMOKE_SECONDS = 60  # the target for one chapter at the smoke preset on a 2-core CPU
+
+
+def test_there_are_seven_chapters():
+    names = [p.stem for p in NOTEBOOKS]
+    assert names[:6] == ["01_baseline", "02_query_windows", "03_structure_gating", "04_structure_embeddings",
+                         "05_network_shape", "06_why_it_matches"]
+    assert "07_conclusions" in names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_source_notebook_has_no_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name} carries outputs: strip them"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_matches_its_py_twin(path):
+    twin = path.with_suffix(".py")
+    assert twin.exists(), f"{path.name} has no jupytext twin {twin.name}"
+    a, b = nbformat.read(path, as_version=4), jupytext.read(twin)
+    cells = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]
+    assert cells(a) == cells(b), f"{path.name} and {twin.name} differ: run `jupytext --sync {twin}`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_holds_commented_literals(path):
+    nb = nbformat.read(path, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell must be tagged 'parameters'"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code.index(tagged[0]) == 1, "the parameters cell comes right after the environment cell"
+    lines = [ln for ln in tagged[0].source.splitlines() if ln.strip()]
+    for stmt in ast.parse(tagged[0].source).body:
+        assert isinstance(stmt, ast.Assign), f"only assignments in the parameters cell: {ast.unparse(stmt)}"
+        ast.literal_eval(stmt.value)  # raises for anything but a literal
+    assert all("#" in ln for ln in lines), "every parameter needs a comment"
+    assert {"preset", "out_dir"} <= {s.targets[0].id for s in ast.parse(tagged[0].source).body}
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    """Execute every chapter in order at the smoke preset into a temporary book and results folder."""
+    from tinygpt.book import run_notebooks
+    if not os.environ.get("TINYGPT_DATA_SOURCE") and not (ROOT / "data" / "shakespeare_char").exists():
+        pytest.skip("no raw data: set TINYGPT_DATA_SOURCE")
+    tmp = tmp_path_factory.mktemp("book")
+    results = run_notebooks("smoke", overrides={"out_dir": str(tmp / "results")}, out_dir=tmp / "book",
+                            progress=False)
+    return tmp, {r["notebook"]: r for r in results}
+
+
+@pytest.mark.parametrize("name", [p.stem for p in NOTEBOOKS])
+def test_chapter_executes_at_smoke_preset(smoke_book, name):
+    tmp, results = smoke_book
+    r = results[name]
+    assert r["status"] == "ok", f"{name} failed: {r['error']}"
+    assert r["seconds"] <= SMOKE_SECONDS, f"{name} took {r['seconds']:.0f} s at the smoke preset"
+    nb = nbformat.read(tmp / "book" / f"{name}.ipynb", as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), f"{name} drew no figure"
+    summary = [o for o in outputs if "text/markdown" in o.get("data", {})]
+    assert summary, f"{name} has no computed summary"
+
+
+def test_smoke_runs_wrote_results(smoke_book):
+    tmp, _ = smoke_book
+    runs = list((tmp / "results" / "smoke").glob("*/seed*/metrics.json"))
+    assert len(runs) >= 20
+    summary = json.loads((tmp / "results" / "smoke" / "summary.json").read_text())
+    assert summary["h1"]["verdict"] in ("supported", "refuted", "inconclusive")
+    assert summary["h2"]["verdict"] in ("supported", "refuted", "inconclusive")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_unknown_preset_fails_in_the_first_cells(path, tmp_path):
+    import papermill as pm
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(path), str(tmp_path / "out.ipynb"), parameters={"preset": "nosuch"},
+                            cwd=str(path.parent), progress_bar=False)
+    assert "preset='nosuch' is unknown" in str(err.value) and "valid presets" in str(err.value)
+    nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    failed = next(i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.outputs))
+    assert failed <= 3, f"the bad parameter should fail the first cells, not cell {failed}"
+
+
+def test_unknown_variant_fails_with_the_valid_names(tmp_path):
+    import papermill as pm
+    path = ROOT / "notebooks" / "02_query_windows.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(path), str(tmp_path / "out.ipynb"),
+                            parameters={"preset": "smoke", "variants": ["soft_windw"]}, progress_bar=False)
+    assert "soft_windw" in str(err.value) and "soft_window" in str(err.value)
