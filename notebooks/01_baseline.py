@@ -69,13 +69,17 @@ print(data.decode(data.tokens("val")[:300]))
 # ## Training the baseline
 # `ensure_runs` trains each seed unless a finished run with the same configuration exists in the
 # results folder (set `retrain=True` to train again). Each run keeps `history.json` (every
-# evaluation), `metrics.json` and its checkpoints.
+# evaluation), `metrics.json` and its checkpoints. As in nanoGPT, the best checkpoint is the one with
+# the lowest periodic validation estimate (`best_val_loss`, from `eval_iters` random batches); that
+# estimate carries sampling noise, so every comparison in this book uses the best checkpoint's loss on
+# the *whole* validation split (`val_loss_full`), called "best val loss" from here on.
 
 # %%
 runs = study.runs(preset, ["baseline"], n_seeds)
 dirs = ensure_runs(runs, jobs=jobs, retrain=retrain, root=root, need_model=True, device=device)
 table = load_runs(preset, root, tags=["baseline"])
-table[["tag", "seed", "best_val_loss", "best_iter", "final_train_loss", "elapsed_s", "tokens_per_s", "device"]]
+table[["tag", "seed", "best_val_loss", "val_loss_full", "best_iter", "final_train_loss", "elapsed_s", "tokens_per_s",
+       "device"]]
 
 # %% [markdown]
 # Training and validation loss over the run, mean over seeds with the min–max band. The gap between
@@ -143,7 +147,7 @@ for layer, row in enumerate(dist):
 # book. With n seeds per arm, the 95% Welch interval of a difference is roughly ±t·s·√(2/n) wide.
 
 # %%
-vals = table.best_val_loss
+vals = table.val_loss_full
 noise = compare(table)
 display(noise[["tag", "n", "mean", "std"]])
 

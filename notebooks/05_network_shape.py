@@ -122,16 +122,16 @@ table = load_runs(preset, root, tags=["baseline", *knob_of])
 table = table[(table.tag != "baseline") | (table.seed < n_seeds)]
 table["gap"] = table.final_val_loss - table.final_train_loss
 bl = table[table.tag == "baseline"]
-mu, sd = bl.best_val_loss.mean(), bl.best_val_loss.std(ddof=1)
+mu, sd = bl.val_loss_full.mean(), bl.val_loss_full.std(ddof=1)
 runs = table[table.tag != "baseline"].copy()
 runs["knob"] = runs.tag.map(lambda t: knob_of[t][0])
 runs["value"] = pd.Series([knob_of[t][1] for t in runs.tag], index=runs.index, dtype=object)  # ints stay ints
-runs["diff"] = runs.best_val_loss - mu
+runs["diff"] = runs.val_loss_full - mu
 runs["z"] = runs["diff"] / sd
 runs = runs.set_index("tag").loc[list(knob_of)].reset_index()  # the design's order
 print(f"baseline: best val loss {mu:.4f} ± {sd:.4f} nats/char (mean ± std, {len(bl)} seeds); "
       f"gap {bl.gap.mean():+.4f}; {bl.params.iloc[0]:,} parameters")
-runs[["knob", "value", "seed", "best_val_loss", "diff", "z", "best_iter", "gap", "params", "elapsed_s"]].round(4)
+runs[["knob", "value", "seed", "val_loss_full", "diff", "z", "best_iter", "gap", "params", "elapsed_s"]].round(4)
 
 # %% [markdown]
 # Each panel is one knob: the baseline seeds (grey dots, mean ± std in black) at the preset's value
@@ -142,7 +142,7 @@ runs[["knob", "value", "seed", "best_val_loss", "diff", "z", "best_iter", "gap",
 fig, axes = plt.subplots(1, len(KNOBS), figsize=(3.4 * len(KNOBS), 3.8), sharey=True)
 for ax, (knob, unit) in zip(axes, KNOBS.items()):
     r = runs[runs.knob == knob]
-    knob_effect(ax, base[knob], bl.best_val_loss.to_numpy(), r.value.tolist(), r.best_val_loss.tolist(),
+    knob_effect(ax, base[knob], bl.val_loss_full.to_numpy(), r.value.tolist(), r.val_loss_full.tolist(),
                 f"{knob} ({unit})", title=knob, log=knob != "dropout")
     if ax is not axes[0]:
         ax.set_ylabel("")
@@ -186,14 +186,14 @@ plt.show()
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(14, 4.6), sharey=True)
 colours = dict(zip(KNOBS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-pts = runs.sort_values("best_val_loss").reset_index(drop=True)
+pts = runs.sort_values("val_loss_full").reset_index(drop=True)
 pts["marker"] = ["^" if v > base[k] else "v" for k, v in zip(pts.knob, pts.value)]
 for ax, (col, xlabel) in zip(axes, [("params", "parameters (count, log scale)"),
                                     ("elapsed_s", "training time per run (s)")]):
-    ax.scatter(bl[col], bl.best_val_loss, color="gray", marker="s", s=25, label="baseline seeds")
+    ax.scatter(bl[col], bl.val_loss_full, color="gray", marker="s", s=25, label="baseline seeds")
     for i, row in pts.iterrows():  # label sides alternate down the loss axis so neighbours do not collide
-        ax.scatter(row[col], row.best_val_loss, color=colours[row.knob], marker=row.marker, s=50, zorder=3)
-        ax.annotate(f"{row.value:g}", (row[col], row.best_val_loss), fontsize=8, va="center",
+        ax.scatter(row[col], row.val_loss_full, color=colours[row.knob], marker=row.marker, s=50, zorder=3)
+        ax.annotate(f"{row.value:g}", (row[col], row.val_loss_full), fontsize=8, va="center",
                     xytext=(-7 if i % 2 else 7, 0), textcoords="offset points", ha="right" if i % 2 else "left",
                     color=colours[row.knob])
     ax.set(xlabel=xlabel, ylabel="best val loss (nats/char)")
@@ -219,9 +219,9 @@ top = per_knob.iloc[0]
 better, worse = runs[runs.z < -2], runs[runs.z > 2]
 matter = per_knob[per_knob.absz > 2].knob.tolist()
 quiet = per_knob[per_knob.absz <= 2].knob.tolist()
-best = runs.loc[runs.best_val_loss.idxmin()]
+best = runs.loc[runs.val_loss_full.idxmin()]
 drop = runs[runs.knob == "dropout"]
-rho = table[["params", "best_val_loss"]].corr(method="spearman").iloc[0, 1]
+rho = table[["params", "val_loss_full"]].corr(method="spearman").iloc[0, 1]
 relation = ("more parameters, lower loss" if rho < -0.5 else "more parameters, higher loss" if rho > 0.5
             else "no clear relation")
 slow = runs.loc[runs.elapsed_s.idxmax()]
@@ -240,13 +240,13 @@ display(Markdown(
     f"{len(bl)} seeds). Every changed shape has **{runs.seed.nunique()} seed**, so each is judged by how many "
     f"baseline standard deviations it lies from the baseline mean.\n"
     f"- The knob that moved the best validation loss most is **{top.knob}**: {top.knob}={top.value:g} "
-    f"(baseline {base[top.knob]:g}) gives {top.best_val_loss:.4f}, {top['diff']:+.4f} nats ({top.z:+.1f} std). "
+    f"(baseline {base[top.knob]:g}) gives {top.val_loss_full:.4f}, {top['diff']:+.4f} nats ({top.z:+.1f} std). "
     f"Knobs ranked by their largest move: "
     f"{', '.join(f'{r.knob} ({r.z:+.1f} std)' for r in per_knob.itertuples())}.\n"
     f"- Beyond 2 baseline std: better — {listing(better)}; worse — {listing(worse)}. "
     f"{'Knobs that matter on this data: ' + ', '.join(matter) if matter else 'No knob moved the loss beyond 2 std'}"
     f"{'; within seed noise: ' + ', '.join(quiet) if quiet else ''}.\n"
-    f"- The lowest best validation loss is **{best.tag}** at {best.best_val_loss:.4f} "
+    f"- The lowest best validation loss is **{best.tag}** at {best.val_loss_full:.4f} "
     f"({'below' if best['diff'] < 0 else 'above'} the baseline mean by {abs(best['diff']):.4f} nats).\n"
     f"- Over-fitting: the largest final gap (val − train) is {widest}'s, {gaps[widest]:+.3f} nats "
     f"({gz(gaps[widest]):+.1f} std of the baseline's gap, which is {bl.gap.mean():+.3f} ± {bl.gap.std():.3f}). "

@@ -168,8 +168,8 @@ size_rows, slopes = [], {}
 for v in candidates:
     pts_x, pts_y = [], []
     for size, n_tok in train_tokens.items():
-        a = sizes[(sizes.model == v) & (sizes["size"] == size)].best_val_loss
-        b = sizes[(sizes.model == "baseline") & (sizes["size"] == size)].best_val_loss
+        a = sizes[(sizes.model == v) & (sizes["size"] == size)].val_loss_full
+        b = sizes[(sizes.model == "baseline") & (sizes["size"] == size)].val_loss_full
         w = welch(a, b)
         size_rows.append({"variant": v, "size": size, "train_tokens": n_tok, "n": len(a), **w})
         pts_x += [np.log2(n_tok)] * len(a)

@@ -139,6 +139,6 @@ def comparison(runs, table, tags):
     from .results import load_histories
     fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1.2, 1]})
     loss_curves(load_histories(runs.path), axes[0], "val_loss", "validation loss", tags=tags)
-    axes[0].set_ylim(top=runs.best_val_loss.max() + 0.4)
+    axes[0].set_ylim(top=runs.val_loss_full.max() + 0.4)
     differences(table, axes[1])
     return fig

@@ -1,6 +1,6 @@
 """Finished runs as tables, and the statistics every comparison with the baseline uses.
 
-A variant "matches" the baseline when the 95% Welch interval of its mean best-val-loss difference
+A variant "matches" the baseline when the 95% Welch interval of its mean difference in METRIC
 covers 0 and is narrower than MATCH_WIDTH nats; an interval wholly below 0 is "better", wholly
 above 0 "worse", anything else "inconclusive".
 """
@@ -15,6 +15,9 @@ from .checkpoint import read_json
 from .experiments import results_root
 
 MATCH_WIDTH = 0.05  # nats: the widest 95% interval that still counts as "matches"
+# What "best val loss" means in every comparison: the best checkpoint (chosen by nanoGPT's periodic
+# eval_iters-batch estimate) evaluated on the whole validation split, free of sampling noise.
+METRIC = "val_loss_full"
 
 
 def load_runs(preset, root=None, tags=None):
@@ -28,12 +31,26 @@ def load_runs(preset, root=None, tags=None):
             continue
         cfg = read_json(run / "config.json")
         m = read_json(metrics)
+        if "val_loss_full" not in m:  # runs from before this metric existed: compute it once, keep it
+            m = _add_full_val(run, cfg, m)
         rows.append({"tag": tag, "variant": cfg["model"]["variant"], "seed": cfg["seed"], **m,
                      "n_layer": cfg["model"]["n_layer"], "n_head": cfg["model"]["n_head"],
                      "n_embd": cfg["model"]["n_embd"], "block_size": cfg["model"]["block_size"],
                      "dropout": cfg["model"]["dropout"], "dataset": cfg["dataset"],
                      "data_fraction": cfg["data_fraction"], "path": str(run)})
     return pd.DataFrame(rows)
+
+
+def _add_full_val(run, cfg, m):
+    from .checkpoint import load, write_json
+    from .data import load_dataset
+    from .train import full_val_loss
+    if not (run / "best.pt").exists():
+        return {**m, "val_loss_full": float("nan")}
+    m = {**m, "val_loss_full": full_val_loss(load(run / "best.pt"), load_dataset(cfg["dataset"]),
+                                             cfg["model"]["block_size"])}
+    write_json(run / "metrics.json", m)
+    return m
 
 
 def load_histories(run_dirs):
@@ -69,7 +86,7 @@ def verdict(lo, hi, width=MATCH_WIDTH):
     return "matches" if hi - lo < width else "inconclusive"
 
 
-def compare(runs, baseline="baseline", metric="best_val_loss", width=MATCH_WIDTH):
+def compare(runs, baseline="baseline", metric=METRIC, width=MATCH_WIDTH):
     """Per tag: n, mean ± std of `metric`, and the difference to `baseline` with its 95% interval."""
     base = runs.loc[runs.tag == baseline, metric]
     if len(base) < 2:
