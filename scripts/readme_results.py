@@ -2,7 +2,7 @@
 
     python scripts/readme_results.py [--preset cpu]
 
-Reads results/<preset>/summary.json (chapter 6), book/_run_log.json (`tinygpt book run`) and
+Reads results/<preset>/summary.json (chapter 6), results/<preset>/book_run.json (a timed book run) and
 results/bench/*.json (`tinygpt bench --json`); every number in those README sections comes from
 them, so the README never states a result by hand.
 """
@@ -44,14 +44,12 @@ def results_section(preset):
 
 def speed_section():
     lines = []
-    log = ROOT / "book" / "_run_log.json"
-    if log.exists():
-        runs = json.loads(log.read_text())
-        entries = runs.get("notebooks", runs) if isinstance(runs, dict) else runs
-        total = sum(e["seconds"] for e in entries)
-        lines += [f"`tinygpt book run` (from `book/_run_log.json`): {len(entries)} notebooks, "
-                  f"{total / 60:.1f} min in all.", "", "| notebook | status | minutes |", "|---|---|---:|"]
-        lines += [f"| {e['notebook']} | {e['status']} | {e['seconds'] / 60:.1f} |" for e in entries]
+    for path in sorted((ROOT / "results").glob("*/book_run.json")):
+        run = json.loads(path.read_text())
+        lines += [f"`{run['command']}` from scratch (no finished runs) on {run['machine']}: "
+                  f"**{run['wall_s'] / 60:.0f} min** wall clock (`{path.relative_to(ROOT)}`).", "",
+                  "| notebook | status | minutes |", "|---|---|---:|"]
+        lines += [f"| {n} | {e['status']} | {e['seconds'] / 60:.1f} |" for n, e in run["notebooks"].items()]
         lines.append("")
     for path in sorted((ROOT / "results" / "bench").glob("*.json")):
         b = json.loads(path.read_text())
