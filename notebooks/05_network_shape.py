@@ -20,7 +20,7 @@
 # ## Overview
 # The original study's second goal was to "vary the network shape (heads, layers, embedding size),
 # the dropout, and the context size (block size)". This chapter moves each of those five knobs
-# once down and once up from the preset, one knob at a time, everything else as in the baseline,
+# away from the preset (once, or both ways), one knob at a time, everything else as in the baseline,
 # and asks three questions: which knobs move the best validation loss by more than the baseline's
 # seed-to-seed noise; which ones open a gap between training and validation loss (over-fitting);
 # and what each change costs in parameters and training time. The baseline seeds are the ones
@@ -80,6 +80,7 @@ out_dir = ""  # results folder; "" means the repository's results/
 device = "auto"  # auto (cuda if available), cpu or cuda
 retrain = False  # True trains again even where finished runs exist
 jobs = 1  # training runs in parallel (separate processes)
+both_ways = False  # move each knob both ways (ten runs) instead of once (five): twice the training time
 
 # %%
 study.check_parameters(preset, n_seeds=n_seeds, device=device)
@@ -93,16 +94,16 @@ print(f"preset {preset!r}: {m.n_layer} layers, {m.n_head} heads, {m.n_embd} embe
 
 # %% [markdown]
 # ## The runs
-# `study.shape_runs` moves one knob at a time: layers, heads and width are halved and doubled
-# (layers ×1.5 rather than ×2), the context (block size) is halved and doubled, and the dropout
-# takes two other values. Each changed shape is trained with **one seed** (seed 0); the baseline
-# has `n_seeds`. The batch size counts sequences, so a longer context also means more tokens per
+# `study.shape_runs` moves one knob at a time: by default layers ×1.5, heads ×2, width ×½, dropout
+# to 0.1 (or halved) and context ×½; with `both_ways=True` each knob also moves the other way (layers
+# ×½, heads ×½, width ×2, more dropout, context ×2). Each changed shape is trained with **one seed**
+# (seed 0); the baseline has `n_seeds`. The batch size counts sequences, so a longer context also means more tokens per
 # iteration, and its validation loss is averaged over positions that see more history.
 
 # %%
 KNOBS = {"n_layer": "layers", "n_head": "heads", "n_embd": "dimensions", "dropout": "probability",
          "block_size": "tokens"}
-shape = study.shape_runs(preset)
+shape = study.shape_runs(preset, both_ways=both_ways)
 knob_of = {r.tag: next(iter(r.overrides.items())) for r in shape}  # tag → (knob, value)
 base = {k: getattr(cfg.model, k) for k in KNOBS}
 for knob in KNOBS:

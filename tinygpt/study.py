@@ -36,23 +36,28 @@ def runs(preset, names, n_seeds):
     return out
 
 
-def shape_runs(preset, seed=0):
-    """Chapter 05: each knob of the network moved down and up from the preset, one at a time."""
+def shape_runs(preset, seed=0, both_ways=False):
+    """Chapter 05: each knob of the network moved from the preset's value, one knob at a time.
+
+    By default each knob moves once (layers ×1.5, heads ×2, width ×½, dropout to 0.1 or halved,
+    context ×½: five runs that fit the cpu preset's time budget); both_ways adds the opposite move
+    of each knob (layers ×½, heads ×½, width ×2, more dropout, context ×2).
+    """
     m = PRESETS[preset]["model"]
-    knobs = {
-        "n_layer": [max(1, m["n_layer"] // 2), m["n_layer"] * 3 // 2],
-        "n_head": [max(1, m["n_head"] // 2), m["n_head"] * 2],
-        "n_embd": [m["n_embd"] // 2, m["n_embd"] * 2],
-        "dropout": [0.1, 0.2] if m["dropout"] == 0 else [m["dropout"] / 2, min(0.5, m["dropout"] * 1.5)],
-        "block_size": [m["block_size"] // 2, m["block_size"] * 2],
+    d = m["dropout"]
+    knobs = {  # (first move, opposite move)
+        "n_layer": (m["n_layer"] * 3 // 2, max(1, m["n_layer"] // 2)),
+        "n_head": (m["n_head"] * 2, max(1, m["n_head"] // 2)),
+        "n_embd": (m["n_embd"] // 2, m["n_embd"] * 2),
+        "dropout": (0.1 if d == 0 else d / 2, 0.2 if d == 0 else min(0.5, d * 1.5)),
+        "block_size": (m["block_size"] // 2, m["block_size"] * 2),
     }
     out = []
-    for knob, values in knobs.items():
-        for v in values:
-            over = {knob: v}
+    for knob, moves in knobs.items():
+        for v in moves[: 2 if both_ways else 1]:
             if knob == "n_embd" and v % m["n_head"]:
                 continue
-            out.append(Run(preset, "baseline", seed, tag=f"shape-{knob}={v}", overrides=over))
+            out.append(Run(preset, "baseline", seed, tag=f"shape-{knob}={v}", overrides={knob: v}))
     return out
 
 
