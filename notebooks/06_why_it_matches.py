@@ -56,7 +56,7 @@ probe_batch = 32  # validation sequences captured for the linear probes
 out_dir = ""  # results folder; "" means the repository's results/
 device = "auto"  # auto (cuda if available), cpu or cuda
 retrain = False  # True trains this chapter's own runs (data sizes) again
-jobs = 1  # training runs in parallel (separate processes)
+jobs = 2  # training runs in parallel (separate processes); 2 keeps a 2-core CPU busy
 
 # %%
 names = [v for v in tinygpt.VARIANTS if v != "baseline"] + list(study.CONTROLS)
