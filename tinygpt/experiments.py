@@ -109,7 +109,10 @@ def ensure_runs(runs, jobs=1, retrain=False, root=None, need_model=False, device
     runs = list(runs)
     todo = [r for r in runs if retrain or not is_finished(r.path(root), r.config(device=device), need_model)]
     jobs = max(1, min(jobs, len(todo) or 1))
-    threads = int(os.environ.get("TINYGPT_TORCH_THREADS", 0)) or max(1, (os.cpu_count() or 1) // jobs)
+    # the thread budget (the book's per-notebook share, else every core) is split between the jobs:
+    # two processes of two threads each on two cores run many times slower than one thread each
+    budget = int(os.environ.get("TINYGPT_TORCH_THREADS", 0)) or os.cpu_count() or 1
+    threads = max(1, budget // jobs)
     bar = tqdm(total=len(todo), desc=f"training {len(todo)} of {len(runs)} runs", unit="run",
                disable=not progress or not todo)
     args = [(r, retrain, root, need_model, device, threads) for r in todo]
