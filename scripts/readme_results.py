@@ -53,6 +53,16 @@ def speed_section():
         lines.append("")
     for path in sorted((ROOT / "results" / "bench").glob("*.json")):
         b = json.loads(path.read_text())
+        if "ratio_tinygpt_to_nanogpt" in b:  # scripts/bench_nanogpt.py
+            ms = b["ms_per_iter"]
+            lines += [f"`python scripts/bench_nanogpt.py --preset {b['preset']}`: a training step (batch draw, "
+                      f"forward, backward, clipping, AdamW) of tinygpt and of nanoGPT's own model.py and train.py "
+                      f"loop body, same settings, same process ({b['threads']} threads), median of {b['rounds']} "
+                      f"interleaved rounds × {b['iters']} steps (`{path.relative_to(ROOT)}`):", "",
+                      "| | ms/iter |", "|---|---:|", f"| nanoGPT | {ms['nanoGPT']:.1f} |",
+                      f"| tinygpt | {ms['tinygpt']:.1f} |",
+                      f"| tinygpt / nanoGPT | {b['ratio_tinygpt_to_nanogpt']:.2f} |", ""]
+            continue
         r0 = b["rows"][0]
         lines += [f"`tinygpt bench --preset {b['preset']}` on {r0['device']} ({r0['threads']} threads), median of "
                   f"{b['rounds']} interleaved rounds × {b['iters']} steps (`{path.relative_to(ROOT)}`):", "",

@@ -286,3 +286,27 @@ def test_generate_sampling_uses_the_generator():
 def test_generate_rejects_non_positive_temperature(temperature):
     with pytest.raises(ValueError, match="temperature"):
         tiny_model().generate(tokens(1, 2), 3, temperature=temperature)
+
+
+def test_speed_reference_is_nanogpt():
+    """scripts/bench_nanogpt.py times a transcription of nanoGPT: with the same weights it must give
+    tinygpt's loss and gradients, so the speed comparison compares the same computation."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        "bench_nanogpt", Path(__file__).parents[1] / "scripts" / "bench_nanogpt.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=65)
+    torch.manual_seed(0)
+    nano = bench.NanoGPT(cfg)
+    ours = GPT(cfg)
+    assert set(nano.state_dict()) == set(ours.state_dict())
+    ours.load_state_dict(nano.state_dict())
+    x, y = torch.randint(65, (3, 16)), torch.randint(65, (3, 16))
+    ln, lo = nano(x, y)[1], ours(x, y)[1]
+    ln.backward()
+    lo.backward()
+    torch.testing.assert_close(lo, ln)
+    for (name, pn), po in zip(nano.named_parameters(), ours.parameters()):
+        torch.testing.assert_close(po.grad, pn.grad, msg=name)

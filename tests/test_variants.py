@@ -350,6 +350,18 @@ def test_fused_structure_equals_explicit(kind):
     torch.testing.assert_close(y_p, y_e, atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("stats", ["positions", "all"])
+def test_fused_structure_runs_on_the_flash_kernel(stats):
+    """The structure channels must not push SDPA onto its T×T math fallback (2-3× slower on CPU)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 16, 8, generator=g, requires_grad=True) for _ in range(3))
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):  # raises if flash cannot take these inputs
+        y, st = attend_fused(q, k, v, stats=stats, block_size=16)
+        (y.sum() + sum(t.sum() for t in st.values())).backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all()
+
+
 # ----------------------------------------------------------------------------- block-sparse hard window
 
 def mixed_spans(B, H, T, g):

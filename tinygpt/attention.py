@@ -43,8 +43,13 @@ def attend_fused(q, k, v, offset=None, *, stats=None, block_size, dropout_p=0.0)
     mask = None if mask is None else mask.float()
     u = _positions(T, block_size, q.device).view(1, 1, T, 1).expand(B, H, T, 1)
     extra = [u, u * u] + ([k] if stats == "all" else [])
-    out = F.scaled_dot_product_attention(q, k, torch.cat([v] + extra, dim=-1), attn_mask=mask,
-                                         dropout_p=dropout_p, is_causal=mask is None)
+    values = torch.cat([v] + extra, dim=-1)
+    # Flash kernels want one head size for q, k and v (else SDPA falls back to its slow T×T math
+    # path): zero columns on q and k leave every score q·k as it was; the scale stays 1/√D.
+    pad = q.new_zeros(B, H, T, values.size(-1) - D)
+    out = F.scaled_dot_product_attention(torch.cat([q, pad], -1), torch.cat([k, pad], -1), values,
+                                         attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None,
+                                         scale=1.0 / math.sqrt(D))
     # With dropout the moments are unbiased estimates of the exact ones (the mask averages out).
     y, mu, m2 = out[..., :D], out[..., D], out[..., D + 1]
     rel, sd = structure_from_moments(mu, m2, u[..., 0])

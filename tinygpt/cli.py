@@ -40,7 +40,7 @@ def cmd_sample(args):
 
 def cmd_bench(args):
     from .bench import bench, format_rows
-    rows = bench(args.preset, [args.variant] if args.variant != "all" else "all", iters=args.iters,
+    rows = bench(args.preset, "all" if "all" in args.variant else args.variant, iters=args.iters,
                  warmup=args.warmup, rounds=args.rounds, **presets.parse_overrides(args.set))
     print(f"preset {args.preset}, device {rows[0]['device']}, {rows[0]['threads']} threads, "
           f"median of {args.rounds} rounds × {args.iters} steps")
@@ -92,8 +92,8 @@ def build_parser():
 
     s = sub.add_parser("bench", help="ms per training step, tokens/s and memory, variants side by side")
     s.add_argument("--preset", default="cpu", choices=list(presets.PRESETS))
-    s.add_argument("--variant", default="baseline", choices=list(VARIANTS) + ["all"],
-                   help="variant to time against the baseline, or all (default baseline)")
+    s.add_argument("--variant", nargs="+", default=["baseline"], choices=list(VARIANTS) + ["all"],
+                   help="variants to time against the baseline, or all (default baseline)")
     s.add_argument("--iters", type=int, default=20, help="steps per timing round (default 20)")
     s.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
     s.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported (default 5)")

@@ -1,0 +1,233 @@
+"""Training step: tinygpt against nanoGPT's own model.py and train.py step, side by side in one process.
+
+nanoGPT (karpathy/nanoGPT, MIT) cannot be fetched on these machines, so its model and the body of
+its training loop are transcribed below, line for line where it matters for speed: the same
+modules, SDPA flash attention with is_causal, exact GELU, weight tying, AdamW with nanoGPT's
+decay groups (non-fused on CPU, as its configure_optimizers chooses), a disabled GradScaler,
+clipping at 1.0, `loss.item()` every iteration (log_interval=1 in its documented CPU command) and
+its get_batch, which opens the memmap anew for every batch.
+
+Both steps draw their batches from the same prepared train.bin and run at the same preset, are
+warmed up, then timed in interleaved rounds; each figure is the median over rounds.
+
+    python scripts/bench_nanogpt.py --preset cpu [--rounds 7] [--iters 20] [--json results/bench/nanogpt_cpu.json]
+"""
+
+import argparse
+import contextlib
+import inspect
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from tinygpt.checkpoint import write_json  # noqa: E402
+from tinygpt.data import load_dataset  # noqa: E402
+from tinygpt.model import GPT as TinyGPT  # noqa: E402
+from tinygpt.presets import make_config  # noqa: E402
+
+
+# ----------------------------------------------------------------------------- nanoGPT's model.py
+
+class NanoLayerNorm(nn.Module):
+    def __init__(self, ndim, bias):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, input):
+        return F.layer_norm(input, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class NanoAttention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c_attn = nn.Linear(c.n_embd, 3 * c.n_embd, bias=c.bias)
+        self.c_proj = nn.Linear(c.n_embd, c.n_embd, bias=c.bias)
+        self.attn_dropout = nn.Dropout(c.dropout)
+        self.resid_dropout = nn.Dropout(c.dropout)
+        self.n_head, self.n_embd, self.dropout = c.n_head, c.n_embd, c.dropout
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None,
+                                           dropout_p=self.dropout if self.training else 0, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class NanoMLP(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c_fc = nn.Linear(c.n_embd, 4 * c.n_embd, bias=c.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * c.n_embd, c.n_embd, bias=c.bias)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class NanoBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.ln_1 = NanoLayerNorm(c.n_embd, bias=c.bias)
+        self.attn = NanoAttention(c)
+        self.ln_2 = NanoLayerNorm(c.n_embd, bias=c.bias)
+        self.mlp = NanoMLP(c)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class NanoGPT(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.config = c
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(c.vocab_size, c.n_embd), wpe=nn.Embedding(c.block_size, c.n_embd),
+            drop=nn.Dropout(c.dropout), h=nn.ModuleList([NanoBlock(c) for _ in range(c.n_layer)]),
+            ln_f=NanoLayerNorm(c.n_embd, bias=c.bias)))
+        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+        for pn, p in self.named_parameters():
+            if pn.endswith("c_proj.weight"):
+                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx, targets=None):
+        b, t = idx.size()
+        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x)
+        x = self.transformer.ln_f(x)
+        logits = self.lm_head(x)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+        return logits, loss
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        params = {pn: p for pn, p in self.named_parameters() if p.requires_grad}
+        groups = [{"params": [p for p in params.values() if p.dim() >= 2], "weight_decay": weight_decay},
+                  {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0}]
+        fused = "fused" in inspect.signature(torch.optim.AdamW).parameters and device_type == "cuda"
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **(dict(fused=True) if fused else {}))
+
+
+# ----------------------------------------------------------------------------- the two training steps
+
+def nanogpt_step_fn(cfg, data_dir):
+    """nanoGPT train.py's loop body (gradient_accumulation_steps=1, CPU, float32)."""
+    torch.manual_seed(1337)
+    model = NanoGPT(cfg.model)
+    opt = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), "cpu")
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    ctx = contextlib.nullcontext()
+    B, T = cfg.batch_size, cfg.model.block_size
+
+    def get_batch():
+        data = np.memmap(os.path.join(data_dir, "train.bin"), dtype=np.uint16, mode="r")
+        ix = torch.randint(len(data) - T, (B,))
+        x = torch.stack([torch.from_numpy((data[i:i + T]).astype(np.int64)) for i in ix])
+        y = torch.stack([torch.from_numpy((data[i + 1:i + 1 + T]).astype(np.int64)) for i in ix])
+        return x, y
+
+    X, Y = get_batch()
+
+    def step():
+        nonlocal X, Y
+        with ctx:
+            _, loss = model(X, Y)
+        X, Y = get_batch()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return step
+
+
+def tinygpt_step_fn(cfg, data):
+    """tinygpt.train's loop body at the same settings."""
+    torch.manual_seed(1337)
+    model = TinyGPT(cfg.model)
+    opt = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), "cpu")
+    gen = torch.Generator().manual_seed(1337)
+    B, T = cfg.batch_size, cfg.model.block_size
+    X, Y = data.get_batch("train", B, T, gen)
+
+    def step():
+        nonlocal X, Y
+        loss = model(X, Y)[1]
+        X, Y = data.get_batch("train", B, T, gen)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        lossf = loss.item()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return lossf
+
+    return step
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="cpu", help="training preset both models use (default cpu)")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds; the median is reported")
+    p.add_argument("--iters", type=int, default=20, help="training steps per round")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    p.add_argument("--json", help="also write the figures to this JSON file (atomically)")
+    args = p.parse_args(argv)
+    data = load_dataset("shakespeare_char")
+    cfg = make_config(args.preset, device="cpu")
+    cfg.model.vocab_size = data.vocab_size
+    steps = {"nanoGPT": nanogpt_step_fn(cfg, str(data.path)), "tinygpt": tinygpt_step_fn(cfg, data)}
+    times = {k: [] for k in steps}
+    for fn in steps.values():
+        for _ in range(args.warmup):
+            fn()
+    for r in range(args.rounds):
+        for name, fn in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(args.iters):
+                fn()
+            times[name].append(1000 * (time.perf_counter() - t0) / args.iters)
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.1f} ms" for k, v in times.items()),
+              flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    result = {"preset": args.preset, "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "rounds": args.rounds, "iters": args.iters, "ms_per_iter": med, "all_ms": times,
+              "ratio_tinygpt_to_nanogpt": med["tinygpt"] / med["nanoGPT"]}
+    print(f"nanoGPT {med['nanoGPT']:.1f} ms/iter, tinygpt {med['tinygpt']:.1f} ms/iter, "
+          f"ratio {result['ratio_tinygpt_to_nanogpt']:.3f}")
+    if args.json:
+        write_json(args.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
