@@ -34,7 +34,6 @@ from tinygpt.data import load_dataset  # noqa: E402
 from tinygpt.model import GPT as TinyGPT  # noqa: E402
 from tinygpt.presets import make_config  # noqa: E402
 
-
 # ----------------------------------------------------------------------------- nanoGPT's model.py
 
 class NanoLayerNorm(nn.Module):
