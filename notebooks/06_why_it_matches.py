@@ -59,7 +59,7 @@ retrain = False  # True trains this chapter's own runs (data sizes) again
 jobs = 2  # training runs in parallel (separate processes); 2 keeps a 2-core CPU busy
 
 # %%
-names = [v for v in tinygpt.VARIANTS if v != "baseline"] + list(study.CONTROLS)
+names = study.ALL_NAMES  # every variant and control
 study.check_parameters(preset, names, n_seeds, device)
 study.check_parameters(preset, n_seeds=baseline_seeds)
 study.check_parameters(preset, n_seeds=data_seeds)

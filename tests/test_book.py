@@ -166,3 +166,21 @@ def test_cli_help_and_arguments(capsys):
 def test_build_needs_a_book_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="_config.yml"):
         book.build(tmp_path)
+
+
+def test_pretrain_trains_what_the_chapters_ask_for(tmp_path, no_thread_env):
+    """`book run --jobs N` trains the planned runs first; the chapter then finds every run finished."""
+    import os
+
+    if not os.environ.get("TINYGPT_DATA_SOURCE") and not (book.REPO_ROOT / "data" / "shakespeare_char").exists():
+        pytest.skip("no raw data: set TINYGPT_DATA_SOURCE")
+    paths = book.find_notebooks(select=["05"])
+    params = {"preset": "smoke", "out_dir": str(tmp_path / "results"), "n_seeds": 2}
+    seconds, n = book.pretrain(paths, params, jobs=2, progress=False)
+    done = sorted((tmp_path / "results" / "smoke").glob("*/seed*/metrics.json"))
+    assert n == len(done) == 2 + 5  # two baseline seeds, five shape changes
+    stamps = {p: p.stat().st_mtime_ns for p in done}
+    [res] = book.run_notebooks("smoke", select=["05"], overrides=params, out_dir=tmp_path / "site", progress=False)
+    assert res["status"] == "ok", res["error"]
+    assert sorted((tmp_path / "results" / "smoke").glob("*/seed*/metrics.json")) == done  # nothing new trained
+    assert {p: p.stat().st_mtime_ns for p in done} == stamps  # nothing trained again

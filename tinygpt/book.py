@@ -251,15 +251,58 @@ def stages(paths):
     return [stage for stage in (first, middle, last) if stage]
 
 
+def notebook_parameters(path, parameters):
+    """A notebook's parameter values for this run: its `parameters` cell's literals, then `parameters`."""
+    import papermill
+
+    values = {}
+    for name, p in papermill.inspect_notebook(str(path)).items():
+        try:
+            values[name] = ast.literal_eval(p["default"])
+        except (ValueError, SyntaxError):
+            pass  # not a literal: the chapters' planners do not need it
+    return {**values, **parameters}
+
+
+def pretrain(paths, parameters, jobs, progress=True):
+    """Train every run the notebooks will ask for, `jobs` at a time; returns (seconds, number of runs).
+
+    One pool for all chapters keeps every core busy to the end (chapters trained in parallel
+    finish at different times and leave cores idle). Each worker gets CPUs // jobs threads: two
+    single-thread processes on two cores train about 1.4× faster than one with two threads.
+    """
+    from .experiments import ensure_runs
+    from .study import chapter_runs
+
+    planned, root, device = {}, None, "auto"
+    for path in paths:
+        p = notebook_parameters(path, parameters)
+        try:
+            chapter = chapter_runs(Path(path).stem, p)
+        except (KeyError, TypeError):
+            continue  # a notebook whose parameters the planner does not know: it trains its own runs
+        root, device = p.get("out_dir") or None, p.get("device", "auto")
+        planned.update({(r.name, r.seed): r for r in chapter})
+    if not planned:
+        return 0.0, 0
+    t0 = time.perf_counter()
+    ensure_runs(list(planned.values()), jobs=jobs, root=root, need_model=True, device=device, progress=progress)
+    return time.perf_counter() - t0, len(planned)
+
+
 def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=None, out_dir=None,
-                  progress=True, log_output=False):
+                  progress=True, log_output=False, timings=None):
     """Execute the selected notebooks with parameters preset=<preset> plus `overrides`.
 
     The notebooks run in `stages` (01 first, the conclusions last); with jobs > 1, up to `jobs`
     notebooks of a stage run at once, each in its own process with TINYGPT_TORCH_THREADS =
     max(1, cpus // n), n the number running at once (a notebook running alone gets every CPU),
-    unless that variable is already set. A failing notebook does not stop the others.
-    Returns one result dict per notebook, in name order.
+    unless that variable is already set. With jobs > 1 the training runs the chapters plan
+    (`study.chapter_runs`) are trained first in one pool of `jobs` processes (`pretrain`), then
+    every chapter runs in one parallel stage, the last chapters (which do the most work) first;
+    retrain=True leaves the training to the notebooks. A failing notebook does not stop the others.
+    Returns one result dict per notebook, in name order; `timings` (a dict) receives the training
+    stage's seconds and run count.
     """
     from tqdm.auto import tqdm
 
@@ -291,8 +334,18 @@ def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, note
                   + (f" — {res['error']}" if res["error"] else ""), file=sys.stderr)
 
     kwargs = dict(out_dir=out_dir, parameters=parameters, kernel=kernel, cwd=notebooks_dir, log_output=log_output)
+    order = stages(paths)
+    if jobs > 1 and not parameters.get("retrain"):
+        bar.set_postfix_str("training")
+        seconds, n_runs = pretrain(paths, parameters, jobs, progress=progress)
+        if timings is not None:
+            timings.update(training_seconds=round(seconds, 2), training_runs=n_runs)
+        if n_runs:  # every chapter's runs exist: 01 need not go first, and the longest chapters start first
+            bar.write(f"trained {n_runs} planned runs in {seconds / 60:.1f} min", file=sys.stderr)
+            last = [p for p in paths if Path(p).stem.endswith("conclusions")]
+            order = [s for s in (sorted((p for p in paths if p not in last), reverse=True), last) if s]
     try:
-        for stage in stages(paths):
+        for stage in order:
             n = min(jobs, len(stage))
             if n == 1:
                 for path in stage:
@@ -376,7 +429,7 @@ def _atomic_write_json(path, data):
         raise
 
 
-def write_run_log(results, preset, out_dir=None, overrides=None, jobs=1):
+def write_run_log(results, preset, out_dir=None, overrides=None, jobs=1, timings=None):
     """Record each notebook's last run in out_dir/_run_log.json (merged with the notebooks already there).
 
     {"notebooks": {"01_baseline": {"preset", "notebook", "status", "seconds", "started_at", "error",
@@ -403,6 +456,9 @@ def write_run_log(results, preset, out_dir=None, overrides=None, jobs=1):
             kernel=r.get("kernel"), jobs=jobs, python=platform.python_version(), torch=torch_version, device=device)
     log["notebooks"] = dict(sorted(log["notebooks"].items()))
     log["updated_at"] = _now()
+    if timings:  # the whole command: wall clock and the shared training stage
+        log["last_command"] = dict(preset=preset, jobs=jobs, parameters={"preset": preset, **(overrides or {})},
+                                   notebooks=[r["notebook"] for r in results], finished_at=_now(), **timings)
     _atomic_write_json(path, log)
     return path
 
@@ -411,9 +467,15 @@ def run(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=
         progress=True, log_output=False):
     """`tinygpt book run`: execute, print the summary table, write the run log. 0 only if all passed."""
     out_dir = Path(out_dir or BOOK_DIR)
+    timings, t0 = {}, time.perf_counter()
     results = run_notebooks(preset, select=select, jobs=jobs, kernel=kernel, overrides=overrides,
-                            notebooks_dir=notebooks_dir, out_dir=out_dir, progress=progress, log_output=log_output)
-    log = write_run_log(results, preset, out_dir=out_dir, overrides=overrides, jobs=jobs)
+                            notebooks_dir=notebooks_dir, out_dir=out_dir, progress=progress, log_output=log_output,
+                            timings=timings)
+    timings["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    log = write_run_log(results, preset, out_dir=out_dir, overrides=overrides, jobs=jobs, timings=timings)
+    if "training_seconds" in timings:
+        print(f"training stage: {timings['training_runs']} runs in {timings['training_seconds'] / 60:.1f} min")
+    print(f"wall clock: {timings['wall_seconds'] / 60:.1f} min")
     print(format_summary(results))
     print(f"executed copies in {out_dir}; timings in {log}")
     return 0 if results and all(r["status"] == "ok" for r in results) else 1
@@ -515,9 +577,10 @@ def add_parser(subparsers, handler):
     r.add_argument("--notebooks", nargs="+", metavar="NAME",
                    help="run only these notebooks, by prefix or name: 01 03, 02_query_windows (default: all)")
     r.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="execute up to N notebooks at once, each in its own process with TINYGPT_TORCH_THREADS = "
-                        "CPUs // N; 01 runs first and alone (the others reuse its runs), a conclusions notebook "
-                        "last (it reads theirs) (default 1)")
+                   help="parallel work: first every training run the chapters plan, N processes at a time "
+                        "(CPUs // N threads each), then up to N notebooks at once (TINYGPT_TORCH_THREADS = CPUs // N), "
+                        "a conclusions notebook last (it reads theirs). With N = 1 (default) or --set retrain=True "
+                        "each notebook trains its own runs, 01 first (the others reuse its baseline)")
     r.add_argument("--kernel", metavar="NAME",
                    help="Jupyter kernel to execute with (default: each notebook's own kernelspec, else python3)")
     r.add_argument("--out-dir", default=str(BOOK_DIR), metavar="DIR",

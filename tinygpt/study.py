@@ -71,6 +71,28 @@ def data_size_runs(preset, variants, n_seeds):
             for size, over in DATA_SIZES.items() for v in variants for s in range(n_seeds)]
 
 
+def chapter_runs(chapter, params):
+    """The runs a chapter trains before it looks at any result, from its parameter values.
+
+    `book run --jobs N` trains the union of these for all chapters first, N at a time, so that no
+    core idles while one long chapter trains alone. Chapter 06's data-size runs depend on which
+    variants came closest to an improvement, so that chapter still trains them itself.
+    """
+    preset, p = params["preset"], params
+    if chapter == "01_baseline":
+        return runs(preset, ["baseline"], p["n_seeds"])
+    if chapter in CHAPTERS:
+        return runs(preset, ["baseline"], p["baseline_seeds"]) + runs(preset, p["variants"], p["n_seeds"])
+    if chapter == "05_network_shape":
+        return runs(preset, ["baseline"], p["n_seeds"]) + shape_runs(preset, both_ways=p["both_ways"])
+    if chapter == "06_why_it_matches":
+        return runs(preset, ["baseline"], p["baseline_seeds"]) + runs(preset, ALL_NAMES, p["n_seeds"])
+    return []
+
+
+ALL_NAMES = [v for v in VARIANTS if v != "baseline"] + list(CONTROLS)  # chapter 06's table
+
+
 def train_and_compare(preset, names, n_seeds, baseline_seeds, jobs=1, retrain=False, root=None, device="auto"):
     """Load-or-train the baseline seeds and the named variants; return (runs table, comparison).
 
