@@ -30,6 +30,7 @@
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from IPython.display import Markdown, display
 
 import tinygpt
@@ -122,7 +123,6 @@ for tag in [t for t in ("hard_window", "learned_span") if t in window_tags]:
     for layer in range(L):
         rows.append({"variant": tag, "layer": layer, "pairs zeroed": pairs[layer],
                      **{f"tiles skipped ({b}×{b})": by_tile[b][layer] for b in tiles}})
-import pandas as pd
 
 skip = pd.DataFrame(rows)
 display(skip.round(3))
