@@ -259,32 +259,40 @@ def said(tag):
     return f"{r['diff']:+.4f} nats [{r.ci_lo:+.4f}, {r.ci_hi:+.4f}], {r.verdict}"
 
 
+def reads(tag):
+    """What this run's verdict says of the mechanism, in words the verdict rule allows."""
+    return {"better": "helps this model", "worse": "hurts this model",
+            "matches": "makes no measurable difference here",
+            "inconclusive": "has an effect our seeds cannot resolve"}[t.loc[tag, "verdict"]]
+
+
 display(Markdown(f"""
 - **ALiBi** (Press et al. 2021, arXiv 2108.12409) replaces position embeddings by fixed per-head
   linear distance penalties and extrapolates to longer contexts than trained on. Here it is added on
-  top of learned position embeddings, at a fixed context: `alibi` {said('alibi')}; the query-dependent
-  `soft_window` {said('soft_window')}. With the context never longer than in training, ALiBi's
-  advantage (length extrapolation) has nothing to act on, and the probes above show how much of a
-  head's look-back distance the stream already predicts (structure R² {struct[main]:.2f}).
+  top of learned position embeddings, at a fixed context, so extrapolation is not tested; what
+  remains is a built-in preference for near keys, which {reads('alibi')}: `alibi` {said('alibi')};
+  the query-dependent `soft_window` {said('soft_window')}. The probes above say how much of a head's
+  look-back distance the baseline's stream already predicts (structure R² {struct[main]:.2f}).
 - **Adaptive Attention Span** (Sukhbaatar et al. 2019, arXiv 1905.07799) learns one span per head to
   save memory and compute in character models with contexts of thousands of tokens, at equal loss.
   `learned_span` {said('learned_span')}; the query-dependent `hard_window` {said('hard_window')}.
-  Equal loss is what that paper reports too; the savings need long contexts (chapter 2 measures how
-  many tiles a block-sparse kernel would skip at our context of {T}).
+  The savings need long contexts: chapter 2 measures how many tiles a block-sparse kernel would skip
+  at our context of {T}.
 - **Forgetting Transformer** (Lin et al. 2025, arXiv 2503.02130) adds a data-dependent forget gate,
   a learned, query- and key-dependent decay of the logits with distance, and reports gains in
   language modelling at hundreds of millions of parameters and long contexts. Our `soft_window` is
-  the closest relative (a decay slope chosen by the query): {said('soft_window')}.
+  the closest relative (a decay slope chosen by the query), and it {reads('soft_window')}:
+  {said('soft_window')}.
 - **Gated Attention for LLMs** (Qiu et al. 2025, arXiv 2505.06708) finds that a sigmoid gate on each
-  head's output improves 1.7 B-parameter models and removes attention sinks. `output_gate`
-  {said('output_gate')}; the structure-driven `structure_gate` {said('structure_gate')}. Its benefits
-  are reported with billions of tokens and large activations that a 4-layer character model trained
-  for a few thousand steps does not develop.
+  head's output improves 1.7 B-parameter models and removes attention sinks, benefits it reports
+  with billions of tokens. Here the plain gate {reads('output_gate')} (`output_gate`
+  {said('output_gate')}) and the structure-driven gate {reads('structure_gate')} (`structure_gate`
+  {said('structure_gate')}); the gate magnitudes above show how far each moves its heads.
 - **Selective Attention** (Leviathan et al. 2024, arXiv 2410.02703) lets a token mask later tokens'
   attention to earlier ones, accumulated over the sequence, and improves perplexity and memory at
   scale. `key_importance` — a learned per-key logit offset carried across layers — is its closest
-  relative here: {said('key_importance')}. The original author's reading matches the probes: a model
-  can already move a key's vector where queries ignore it.
+  relative here, and it {reads('key_importance')}: {said('key_importance')}. The original author
+  expected no gain, since a model can move a key's vector where queries ignore it.
 """))
 
 # %% [markdown]
