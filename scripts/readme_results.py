@@ -23,7 +23,8 @@ def results_section(preset):
     rows = [r for r in s["table"] if r["tag"] != "baseline"]
     base = next(r for r in s["table"] if r["tag"] == "baseline")
     lines = [f"At the **{preset}** preset (from `results/{preset}/summary.json`), validation loss "
-             f"in nats/char over the whole validation split at the best checkpoint, mean ± std over seeds; difference to the baseline with its 95% Welch interval "
+             f"in nats/char over the whole validation split at the best checkpoint, mean ± std over seeds; "
+             f"difference to the baseline with its 95% Welch interval "
              f"(\"matches\": the interval covers 0 and is narrower than {s['match_width']} nats):", "",
              "| variant | n | best val loss | difference | 95% interval | verdict |", "|---|---:|---:|---:|---|---|",
              f"| baseline | {base['n']} | {base['mean']:.4f} ± {base['std']:.4f} | | | |"]
@@ -89,7 +90,8 @@ def record_book_run(run_log, machine):
     log = json.loads(Path(run_log).read_text())
     last = log["last_command"]
     sets = " ".join(f"--set {k}={v}" for k, v in last["parameters"].items() if k != "preset")
-    run = {"command": f"tinygpt book run --preset {last['preset']} --jobs {last['jobs']}" + (f" {sets}" if sets else ""),
+    command = f"tinygpt book run --preset {last['preset']} --jobs {last['jobs']}" + (f" {sets}" if sets else "")
+    run = {"command": command,
            "machine": machine, "wall_s": last["wall_seconds"], "jobs": last["jobs"],
            "training_seconds": last.get("training_seconds"), "training_runs": last.get("training_runs"),
            "finished_at": last["finished_at"],

@@ -46,8 +46,8 @@ def attend_fused(q, k, v, offset=None, *, stats=None, block_size, dropout_p=0.0)
     values = torch.cat([v] + extra, dim=-1)
     # Flash kernels want one head size for q, k and v (else SDPA falls back to its slow T×T math
     # path): zero columns on q and k leave every score q·k as it was; the scale stays 1/√D.
-    pad = q.new_zeros(B, H, T, values.size(-1) - D)
-    out = F.scaled_dot_product_attention(torch.cat([q, pad], -1), torch.cat([k, pad], -1), values,
+    pad = (0, values.size(-1) - D)
+    out = F.scaled_dot_product_attention(F.pad(q, pad), F.pad(k, pad), values,
                                          attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None,
                                          scale=1.0 / math.sqrt(D))
     # With dropout the moments are unbiased estimates of the exact ones (the mask averages out).

@@ -238,16 +238,20 @@ def cpu_count():
         return os.cpu_count() or 1
 
 
-def stages(paths):
+def stages(paths, pretrained=False):
     """The order notebooks must run in: [01…], [the chapters], [the conclusions].
 
     Chapter 01 trains the baseline runs the other chapters reuse; a conclusions notebook
     (07_conclusions) reads what the chapters wrote. Notebooks within a stage are independent.
+    `pretrained` (every planned run already trained): 01 joins the chapters, which start with the
+    last ones (they do the most work).
     """
     paths = list(paths)
     first = [p for p in paths if Path(p).name.startswith("01")]
     last = [p for p in paths if Path(p).stem.endswith("conclusions") and p not in first]
     middle = [p for p in paths if p not in first and p not in last]
+    if pretrained:
+        first, middle = [], sorted(first + middle, reverse=True)
     return [stage for stage in (first, middle, last) if stage]
 
 
@@ -342,8 +346,7 @@ def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, note
             timings.update(training_seconds=round(seconds, 2), training_runs=n_runs)
         if n_runs:  # every chapter's runs exist: 01 need not go first, and the longest chapters start first
             bar.write(f"trained {n_runs} planned runs in {seconds / 60:.1f} min", file=sys.stderr)
-            last = [p for p in paths if Path(p).stem.endswith("conclusions")]
-            order = [s for s in (sorted((p for p in paths if p not in last), reverse=True), last) if s]
+            order = stages(paths, pretrained=True)
     try:
         for stage in order:
             n = min(jobs, len(stage))

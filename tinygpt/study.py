@@ -82,15 +82,20 @@ def chapter_runs(chapter, params):
     if chapter == "01_baseline":
         return runs(preset, ["baseline"], p["n_seeds"])
     if chapter in CHAPTERS:
-        return runs(preset, ["baseline"], p["baseline_seeds"]) + runs(preset, p["variants"], p["n_seeds"])
+        return sum(comparison_runs(preset, p["variants"], p["n_seeds"], p["baseline_seeds"]), [])
     if chapter == "05_network_shape":
         return runs(preset, ["baseline"], p["n_seeds"]) + shape_runs(preset, both_ways=p["both_ways"])
     if chapter == "06_why_it_matches":
-        return runs(preset, ["baseline"], p["baseline_seeds"]) + runs(preset, ALL_NAMES, p["n_seeds"])
+        return sum(comparison_runs(preset, ALL_NAMES, p["n_seeds"], p["baseline_seeds"]), [])
     return []
 
 
 ALL_NAMES = [v for v in VARIANTS if v != "baseline"] + list(CONTROLS)  # chapter 06's table
+
+
+def comparison_runs(preset, names, n_seeds, baseline_seeds):
+    """(baseline runs, runs of the named variants): what a chapter compares."""
+    return runs(preset, ["baseline"], baseline_seeds), runs(preset, names, n_seeds)
 
 
 def train_and_compare(preset, names, n_seeds, baseline_seeds, jobs=1, retrain=False, root=None, device="auto"):
@@ -100,7 +105,7 @@ def train_and_compare(preset, names, n_seeds, baseline_seeds, jobs=1, retrain=Fa
     """
     from .experiments import ensure_runs
     from .results import compare, load_runs
-    base, ours = runs(preset, ["baseline"], baseline_seeds), runs(preset, names, n_seeds)
+    base, ours = comparison_runs(preset, names, n_seeds, baseline_seeds)
     ensure_runs(base, jobs=jobs, root=root, need_model=True, device=device)
     ensure_runs(ours, jobs=jobs, retrain=retrain, root=root, need_model=True, device=device)
     wanted = {(r.name, r.seed) for r in base + ours}
