@@ -71,6 +71,30 @@ def data_size_runs(preset, variants, n_seeds):
             for size, over in DATA_SIZES.items() for v in variants for s in range(n_seeds)]
 
 
+# Chapter 06, hypothesis 3 (the regime): the variants that beat the baseline at the cpu preset,
+# trained for longer (each budget a complete run with its own schedule) and at a longer context.
+REGIME_VARIANTS = ["baseline", "soft_window", "hard_window", "alibi"]
+BUDGETS = {2: 3, 4: 3, 8: 2}  # multiple of the preset's iterations: seeds
+CONTEXT = 256  # the original's; batch_size shrinks so that every iteration sees the same tokens
+
+
+def budget_runs(preset, variants, budgets=None):
+    """Each variant at every budget (×preset iterations), with that budget's number of seeds."""
+    iters = PRESETS[preset]["max_iters"]
+    return [Run(preset, v, s, tag=f"{v}+iters{k * iters}", overrides={"max_iters": k * iters, "lr_decay_iters": k * iters})
+            for k, n in (budgets or BUDGETS).items() for v in variants for s in range(n)]
+
+
+def context_runs(preset, variants, n_seeds, block_size=CONTEXT):
+    """Each variant at a longer context, the same tokens per iteration (fewer, longer sequences)."""
+    p = PRESETS[preset]
+    tokens = p["batch_size"] * p["model"]["block_size"]
+    if tokens % block_size:
+        raise ValueError(f"block_size {block_size} does not divide the preset's {tokens} tokens per iteration")
+    over = {"block_size": block_size, "batch_size": tokens // block_size}
+    return [Run(preset, v, s, tag=f"{v}+ctx{block_size}", overrides=over) for v in variants for s in range(n_seeds)]
+
+
 def chapter_runs(chapter, params):
     """The runs a chapter trains before it looks at any result, from its parameter values.
 

@@ -251,10 +251,12 @@ def train(cfg: TrainConfig, out_dir, resume=False, progress=True, stop_at=None, 
         rates = [h["tokens_per_s"] for h in history if h["tokens_per_s"]]
         best_model = GPT(cfg.model).to(device)
         best_model.load_state_dict(read_checkpoint(out_dir / "best.pt", map_location=device)["model"])
-        with ctx:
+        with ctx:  # the best checkpoint (picked by the periodic estimate) and the final one, on the whole split
             full = full_val_loss(best_model, data, cfg.model.block_size, device)
+            final_full = full_val_loss(raw_model, data, cfg.model.block_size, device)
         write_json(out_dir / "metrics.json", {
             "best_val_loss": best["val_loss"], "best_iter": best["iter"], "val_loss_full": full,
+            "final_val_loss_full": final_full,
             "final_val_loss": history[-1]["val_loss"],
             "final_train_loss": history[-1]["train_loss"], "iters": iter_num, "params": n_params,
             "elapsed_s": history[-1]["elapsed_s"], "tokens_per_s": sorted(rates)[len(rates) // 2] if rates else None,
