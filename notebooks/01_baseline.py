@@ -28,11 +28,11 @@
 from IPython.display import Markdown, display
 
 import tinygpt
-from tinygpt import analysis, plots, study, widgets
+from tinygpt.book import analysis, plots, study, widgets
+from tinygpt.book.experiments import ensure_runs, load_run_model
+from tinygpt.book.notebook import environment
+from tinygpt.book.results import compare, load_histories, load_runs
 from tinygpt.data import load_dataset
-from tinygpt.experiments import ensure_runs, load_run_model
-from tinygpt.notebook import environment
-from tinygpt.results import compare, load_histories, load_runs
 
 environment()
 plots.setup()
@@ -75,7 +75,7 @@ print(data.decode(data.tokens("val")[:300]))
 # the *whole* validation split (`val_loss_full`), called "best val loss" from here on.
 
 # %%
-runs = study.runs(preset, ["baseline"], n_seeds)
+runs = study.chapter_runs("01_baseline", dict(preset=preset, n_seeds=n_seeds))
 dirs = ensure_runs(runs, jobs=jobs, retrain=retrain, root=root, need_model=True, device=device)
 table = load_runs(preset, root, tags=["baseline"])
 table[["tag", "seed", "best_val_loss", "val_loss_full", "best_iter", "final_train_loss", "elapsed_s", "tokens_per_s",

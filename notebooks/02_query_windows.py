@@ -34,11 +34,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import tinygpt
-from tinygpt import analysis, plots, study
+from tinygpt.book import analysis, plots, study
+from tinygpt.book.experiments import load_run_model
+from tinygpt.book.notebook import environment
+from tinygpt.book.results import summary_lines
 from tinygpt.data import load_dataset
-from tinygpt.experiments import load_run_model
-from tinygpt.notebook import environment
-from tinygpt.results import summary_lines
 
 environment()
 plots.setup()
@@ -69,7 +69,9 @@ for v in variants:
 # and is narrower than the stated width, "better"/"worse" when it excludes 0, else "inconclusive".
 
 # %%
-runs, table = study.train_and_compare(preset, variants, n_seeds, baseline_seeds, jobs, retrain, root, device)
+params = dict(preset=preset, variants=variants, n_seeds=n_seeds, baseline_seeds=baseline_seeds)
+planned = study.chapter_runs("02_query_windows", params)  # the same list `book run` plans from
+runs, table = study.train_and_compare(planned, jobs, retrain, root, device)
 display(table.round(4))
 plots.comparison(runs, table, ["baseline"] + variants)
 plt.show()

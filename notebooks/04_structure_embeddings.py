@@ -36,11 +36,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import tinygpt
-from tinygpt import analysis, plots, study
+from tinygpt.book import analysis, plots, study
+from tinygpt.book.experiments import load_run_model
+from tinygpt.book.notebook import environment
+from tinygpt.book.results import load_histories, summary_lines
 from tinygpt.data import load_dataset
-from tinygpt.experiments import load_run_model
-from tinygpt.notebook import environment
-from tinygpt.results import load_histories, summary_lines
 
 environment()
 plots.setup()
@@ -66,7 +66,9 @@ L, H, T = cfg.model.n_layer, cfg.model.n_head, cfg.model.block_size
 # ## Validation loss against the baseline
 
 # %%
-runs, table = study.train_and_compare(preset, variants, n_seeds, baseline_seeds, jobs, retrain, root, device)
+params = dict(preset=preset, variants=variants, n_seeds=n_seeds, baseline_seeds=baseline_seeds)
+planned = study.chapter_runs("04_structure_embeddings", params)  # the same list `book run` plans from
+runs, table = study.train_and_compare(planned, jobs, retrain, root, device)
 display(table.round(4))
 plots.comparison(runs, table, ["baseline"] + variants)
 plt.show()

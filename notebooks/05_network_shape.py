@@ -33,13 +33,13 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import tinygpt
-from tinygpt import plots, study
-from tinygpt.experiments import ensure_runs
-from tinygpt.notebook import environment
-from tinygpt.results import load_histories, load_runs
+from tinygpt.book import plots, study
+from tinygpt.book.experiments import ensure_runs
+from tinygpt.book.notebook import environment
+from tinygpt.book.results import load_histories, load_runs
 
 
-# Helpers this chapter needs that tinygpt does not have yet (candidates for tinygpt.plots).
+# Helpers this chapter needs that tinygpt does not have yet (candidates for tinygpt.book.plots).
 def train_val_curves(hist, tag, ax, title=None):
     """Training and validation loss of one tag against iteration: mean over seeds, min–max band."""
     g = hist[hist.tag == tag].groupby("iter")
@@ -103,13 +103,13 @@ print(f"preset {preset!r}: {m.n_layer} layers, {m.n_head} heads, {m.n_embd} embe
 # %%
 KNOBS = {"n_layer": "layers", "n_head": "heads", "n_embd": "dimensions", "dropout": "probability",
          "block_size": "tokens"}
-shape = study.shape_runs(preset, both_ways=both_ways)
+planned = study.chapter_runs("05_network_shape", dict(preset=preset, n_seeds=n_seeds, both_ways=both_ways))
+shape = [r for r in planned if r.name != "baseline"]
 knob_of = {r.tag: next(iter(r.overrides.items())) for r in shape}  # tag → (knob, value)
 base = {k: getattr(cfg.model, k) for k in KNOBS}
 for knob in KNOBS:
     print(f"{knob:>10}: baseline {base[knob]:g}, tried {[v for k, v in knob_of.values() if k == knob]}")
-dirs = ensure_runs(study.runs(preset, ["baseline"], n_seeds) + shape, jobs=jobs, retrain=retrain, root=root,
-                   device=device)
+dirs = ensure_runs(planned, jobs=jobs, retrain=retrain, root=root, device=device)
 
 # %% [markdown]
 # ## Best validation loss, knob by knob

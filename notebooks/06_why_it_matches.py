@@ -37,12 +37,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import tinygpt
-from tinygpt import analysis, plots, probes, study
+from tinygpt.book import analysis, plots, probes, study
+from tinygpt.book.experiments import ensure_runs, load_run_model, results_root
+from tinygpt.book.notebook import environment
+from tinygpt.book.results import MATCH_WIDTH, load_runs, welch
 from tinygpt.checkpoint import write_json
 from tinygpt.data import load_dataset
-from tinygpt.experiments import ensure_runs, load_run_model, results_root
-from tinygpt.notebook import environment
-from tinygpt.results import MATCH_WIDTH, load_runs, welch
 
 environment()
 plots.setup()
@@ -57,6 +57,7 @@ out_dir = ""  # results folder; "" means the repository's results/
 device = "auto"  # auto (cuda if available), cpu or cuda
 retrain = False  # True trains this chapter's own runs (data sizes) again
 jobs = 2  # training runs in parallel (separate processes); 2 keeps a 2-core CPU busy
+regime = True  # the regime experiment (longer training, longer context): its results are committed at cpu
 
 # %%
 names = study.ALL_NAMES  # every variant and control
@@ -76,7 +77,11 @@ summary = {"preset": preset, "match_width": MATCH_WIDTH}
 # below or above 0; otherwise the result is *inconclusive* (too few seeds for the noise).
 
 # %%
-runs, table = study.train_and_compare(preset, names, n_seeds, baseline_seeds, jobs, False, root, device)
+params = dict(preset=preset, n_seeds=n_seeds, baseline_seeds=baseline_seeds, regime=regime)
+planned = study.chapter_runs("06_why_it_matches", params)  # the same list `book run` plans from
+regime_runs = [r for r in planned if not r.need_model]  # hypothesis 3: only their losses are read
+runs, table = study.train_and_compare([r for r in planned if r.need_model], jobs, False, root, device)
+ensure_runs(regime_runs, jobs=jobs, root=root, device=device)
 print(f"'matches' needs an interval narrower than {MATCH_WIDTH} nats that covers 0")
 display(table.round(4))
 fig, ax = plt.subplots(figsize=(9, 4.5))

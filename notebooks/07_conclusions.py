@@ -26,10 +26,10 @@
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tinygpt import plots, study
+from tinygpt.book import plots, study
+from tinygpt.book.experiments import results_root
+from tinygpt.book.notebook import environment
 from tinygpt.checkpoint import read_json
-from tinygpt.experiments import results_root
-from tinygpt.notebook import environment
 
 environment()
 plots.setup()

@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from tinygpt import book, cli
+from tinygpt import cli
+from tinygpt.book import runner as book
+from tinygpt.book import site
 
 pytest.importorskip("papermill")
 nbformat = pytest.importorskip("nbformat")
@@ -165,7 +167,7 @@ def test_cli_help_and_arguments(capsys):
 
 def test_build_needs_a_book_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="_config.yml"):
-        book.build(tmp_path)
+        site.build(tmp_path)
 
 
 def test_pretrain_trains_what_the_chapters_ask_for(tmp_path, no_thread_env):

@@ -109,3 +109,34 @@ def test_unknown_variant_fails_with_the_valid_names(tmp_path):
         pm.execute_notebook(str(path), str(tmp_path / "out.ipynb"),
                             parameters={"preset": "smoke", "variants": ["soft_windw"]}, progress_bar=False)
     assert "soft_windw" in str(err.value) and "soft_window" in str(err.value)
+
+
+PLANNED = ["01_baseline", "02_query_windows", "03_structure_gating", "04_structure_embeddings", "05_network_shape",
+           "06_why_it_matches"]
+
+
+@pytest.mark.parametrize("name", PLANNED)
+def test_chapter_takes_its_runs_from_the_planner(name):
+    """The run list is written once, in study.chapter_runs: the notebook calls it with its own name."""
+    code = "\n".join(c.source for c in jupytext.read(ROOT / "notebooks" / f"{name}.py").cells if c.cell_type == "code")
+    calls = [n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Call)
+             and ast.unparse(n.func) == "study.chapter_runs"]
+    assert calls and all(ast.literal_eval(c.args[0]) == name for c in calls), \
+        f"{name} must get its runs from study.chapter_runs({name!r}, ...)"
+    assert "study.runs(" not in code and "Run(" not in code, f"{name} builds a run list of its own"
+
+
+def test_smoke_runs_are_exactly_the_planned_ones(smoke_book):
+    """Every run the planner names for a chapter was trained, and nothing else but 06's data-size runs."""
+    from tinygpt.book import study
+    from tinygpt.book.runner import notebook_parameters
+    tmp, _ = smoke_book
+    results = tmp / "results" / "smoke"
+    made = {(p.parent.parent.name, p.parent.name) for p in results.glob("*/seed*/metrics.json")}
+    planned = set()
+    for name in PLANNED:
+        params = notebook_parameters(ROOT / "notebooks" / f"{name}.ipynb", {"preset": "smoke"})
+        planned |= {(r.name, f"seed{r.seed}") for r in study.chapter_runs(name, params)}
+    assert planned <= made, f"planned but not trained: {sorted(planned - made)}"
+    extra = {t for t, _ in made - planned}
+    assert all(t.split("+")[1] in study.DATA_SIZES for t in extra), f"trained but never planned: {sorted(extra)}"

@@ -1,11 +1,11 @@
-"""tinygpt.probes: ridge R² on known relations, sequence-wise splits, probes on captures of tiny models."""
+"""tinygpt.book.probes: ridge R² on known relations, sequence-wise splits, probes on captures of tiny models."""
 
 import numpy as np
 import pytest
 import torch
 
 import tinygpt
-from tinygpt.probes import (
+from tinygpt.book.probes import (
     position_features,
     probe_spans,
     probe_structure,

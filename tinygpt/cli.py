@@ -51,8 +51,8 @@ def cmd_bench(args):
 
 
 def cmd_book(args):
-    from . import book
-    return book.main(args)
+    from .book.cli import main
+    return main(args)
 
 
 def build_parser():
@@ -102,7 +102,7 @@ def build_parser():
     s.set_defaults(fn=cmd_bench)
 
     try:
-        from .book import add_parser
+        from .book.cli import add_parser
         add_parser(sub, cmd_book)
     except ImportError:  # the book's tool chain (papermill…) is an optional extra
         pass

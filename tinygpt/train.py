@@ -107,16 +107,52 @@ def _progress(total, initial, enabled):
     return tqdm(total=total, initial=initial, desc="train", unit="it", dynamic_ncols=True)
 
 
-def train(cfg: TrainConfig, out_dir, resume=False, progress=True, stop_at=None, log=print):
-    """Train cfg into out_dir and return the history dict.
+@dataclasses.dataclass
+class _Session:
+    """Everything one training session holds: the model, its optimizer, the data and the counters."""
 
-    resume: continue from out_dir/ckpt.pt; the result equals an uninterrupted run.
-    stop_at: return after this many iterations, as if the run had been killed (tests, time boxes).
-    """
-    out_dir = Path(out_dir)
+    cfg: TrainConfig
+    out_dir: Path
+    device: str
+    rank: int
+    world: int
+    data: object
+    ctx: object
+    dtype: str
+    raw_model: GPT
+    optimizer: object
+    scaler: object
+    gen: torch.Generator
+    iter_num: int = 0
+    best_val: float = float("inf")
+    history: list = dataclasses.field(default_factory=list)
+    elapsed0: float = 0.0
+    pending_state: object = None  # the batch generator's state before the prefetched batch was drawn
+
+    @property
+    def master(self):
+        return self.rank == 0
+
+    @property
+    def ckpt_path(self):
+        return self.out_dir / "ckpt.pt"
+
+    @property
+    def tokens_per_iter(self):
+        c = self.cfg
+        return c.batch_size * c.model.block_size * c.gradient_accumulation_steps * self.world
+
+    def next_batch(self):  # remembers the generator state before the draw: a resumed run redraws this batch
+        self.pending_state = self.gen.get_state()
+        c = self.cfg
+        return self.data.get_batch("train", c.batch_size, c.model.block_size, self.gen, self.device,
+                                   fraction=c.data_fraction)
+
+
+def _setup(cfg, out_dir, resume, log):
+    """Model, optimizer, data and RNGs from cfg; with resume, every state from out_dir/ckpt.pt."""
     device = resolve_device(cfg.device)
     rank, world, device = _ddp_setup(device)
-    master = rank == 0
     data = load_dataset(cfg.dataset)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.vocab_size))
     data.check_block_size(cfg.model.block_size, fraction=cfg.data_fraction)
@@ -129,143 +165,157 @@ def train(cfg: TrainConfig, out_dir, resume=False, progress=True, stop_at=None, 
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == "float16")
     gen = torch.Generator().manual_seed(cfg.seed + rank)  # batch draws (dropout uses the global RNG)
     torch.manual_seed(cfg.seed + rank)
-    iter_num, best_val, history, elapsed0 = 0, float("inf"), [], 0.0
-    ckpt_path = out_dir / "ckpt.pt"
-    if resume and ckpt_path.exists():
-        ckpt = read_checkpoint(ckpt_path, map_location=device)
-        saved = TrainConfig.from_dict(ckpt["config"])
-        if saved != cfg:
-            old, new = saved.to_dict(), cfg.to_dict()
-            old, new = {**old.pop("model"), **old}, {**new.pop("model"), **new}  # name model fields, not "model"
-            diff = {k: (v, new.get(k)) for k, v in old.items() if new.get(k) != v}
-            raise ValueError(f"{ckpt_path} was trained with another config ({diff}); "
-                             "use a new --out folder or the same settings")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        iter_num, best_val, history = ckpt["iter_num"], ckpt["best_val_loss"], ckpt["history"]
-        elapsed0 = history[-1]["elapsed_s"] if history else 0.0
-        _set_rng_state(ckpt["rng"][0], gen, device)
-        if rank > 0:  # only rank 0's states are saved: the others draw fresh, distinct streams
-            gen.manual_seed(cfg.seed + rank + 7919 * iter_num)
-            torch.manual_seed(cfg.seed + rank + 7919 * iter_num)
-        log(f"resumed {out_dir} at iter {iter_num}")
-    elif master:
+    s = _Session(cfg, out_dir, device, rank, world, data, ctx, dtype, model, optimizer, scaler, gen)
+    if resume and s.ckpt_path.exists():
+        _resume(s, log)
+    elif s.master:
         write_json(out_dir / "config.json", cfg.to_dict())
+    return s
 
-    raw_model = model
+
+def _resume(s, log):
+    ckpt = read_checkpoint(s.ckpt_path, map_location=s.device)
+    saved, cfg = TrainConfig.from_dict(ckpt["config"]), s.cfg
+    if saved != cfg:
+        old, new = saved.to_dict(), cfg.to_dict()
+        old, new = {**old.pop("model"), **old}, {**new.pop("model"), **new}  # name model fields, not "model"
+        diff = {k: (v, new.get(k)) for k, v in old.items() if new.get(k) != v}
+        raise ValueError(f"{s.ckpt_path} was trained with another config ({diff}); "
+                         "use a new --out folder or the same settings")
+    s.raw_model.load_state_dict(ckpt["model"])
+    s.optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt.get("scaler"):
+        s.scaler.load_state_dict(ckpt["scaler"])
+    s.iter_num, s.best_val, s.history = ckpt["iter_num"], ckpt["best_val_loss"], ckpt["history"]
+    s.elapsed0 = s.history[-1]["elapsed_s"] if s.history else 0.0
+    _set_rng_state(ckpt["rng"][0], s.gen, s.device)
+    if s.rank > 0:  # only rank 0's states are saved: the others draw fresh, distinct streams
+        s.gen.manual_seed(cfg.seed + s.rank + 7919 * s.iter_num)
+        torch.manual_seed(cfg.seed + s.rank + 7919 * s.iter_num)
+    log(f"resumed {s.out_dir} at iter {s.iter_num}")
+
+
+def _evaluate_and_checkpoint(s, lr, train_seconds, steps, elapsed):
+    """Periodic evaluation: history, best.pt when the estimate improves, ckpt.pt always; returns val loss."""
+    losses = estimate_loss(s.raw_model, s.data, s.cfg, s.iter_num, s.device, s.ctx)
+    s.history.append({"iter": s.iter_num, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr,
+                      "elapsed_s": round(elapsed, 3),
+                      "tokens_per_s": round(steps * s.tokens_per_iter / max(train_seconds, 1e-9), 1) if steps
+                      else None})
+    if not all(math.isfinite(v) for v in losses.values()):
+        raise TrainingDiverged(f"eval loss {losses} at iter {s.iter_num} is not finite; the last good checkpoint "
+                               f"{s.ckpt_path} is intact. Lower learning_rate or check the data.")
+    cfg, common = s.cfg, {"model_args": vars(s.cfg.model), "config": s.cfg.to_dict(), "vocab": s.data.itos}
+    if losses["val"] < s.best_val:
+        s.best_val = losses["val"]
+        save_checkpoint(s.out_dir / "best.pt", {"model": s.raw_model.state_dict(), "iter_num": s.iter_num,
+                                                "best_val_loss": s.best_val, **common})
+    save_checkpoint(s.ckpt_path, {"model": s.raw_model.state_dict(), "optimizer": s.optimizer.state_dict(),
+                                  "iter_num": s.iter_num, "best_val_loss": s.best_val, **common,
+                                  "history": s.history, "rng": [_rng_state(s.pending_state, s.device)],  # rank 0's
+                                  "scaler": s.scaler.state_dict()})
+    write_json(s.out_dir / "history.json", {"evals": s.history, "best_val_loss": s.best_val, "config": cfg.to_dict()})
+    return losses["val"]
+
+
+def _step(s, model, x, y, check):
+    """One optimizer step on (x, y), prefetching the next batch; returns (next x, next y, loss or None)."""
+    cfg, lossf = s.cfg, None
+    for micro in range(cfg.gradient_accumulation_steps):
+        if s.world > 1:
+            model.require_backward_grad_sync = micro == cfg.gradient_accumulation_steps - 1
+        with s.ctx:
+            loss = model(x, y)[1] / cfg.gradient_accumulation_steps
+        x, y = s.next_batch()  # drawn while the backward pass runs (async on CUDA)
+        s.scaler.scale(loss).backward()
+    if cfg.grad_clip > 0:
+        s.scaler.unscale_(s.optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    if check:
+        lossf = loss.item() * cfg.gradient_accumulation_steps
+        if not math.isfinite(lossf):
+            raise TrainingDiverged(f"training loss became {lossf} at iter {s.iter_num}; the last good checkpoint "
+                                   f"{s.ckpt_path} is intact. Lower learning_rate or check the data.")
+    s.scaler.step(s.optimizer)
+    s.scaler.update()
+    s.optimizer.zero_grad(set_to_none=True)
+    return x, y, lossf
+
+
+def _finish(s, log):
+    """metrics.json: the periodic estimate's best, and the whole-split loss of the best and final weights."""
+    cfg, device = s.cfg, s.device
+    best = min(s.history, key=lambda h: h["val_loss"])
+    rates = [h["tokens_per_s"] for h in s.history if h["tokens_per_s"]]
+    best_model = GPT(cfg.model).to(device)
+    best_model.load_state_dict(read_checkpoint(s.out_dir / "best.pt", map_location=device)["model"])
+    with s.ctx:  # the best checkpoint (picked by the periodic estimate) and the final one, on the whole split
+        full = full_val_loss(best_model, s.data, cfg.model.block_size, device)
+        final_full = full_val_loss(s.raw_model, s.data, cfg.model.block_size, device)
+    write_json(s.out_dir / "metrics.json", {
+        "best_val_loss": best["val_loss"], "best_iter": best["iter"], "val_loss_full": full,
+        "final_val_loss_full": final_full,
+        "final_val_loss": s.history[-1]["val_loss"],
+        "final_train_loss": s.history[-1]["train_loss"], "iters": s.iter_num, "params": s.raw_model.get_num_params(),
+        "elapsed_s": s.history[-1]["elapsed_s"], "tokens_per_s": sorted(rates)[len(rates) // 2] if rates else None,
+        "device": device, "dtype": s.dtype, "world_size": s.world, "torch": torch.__version__})
+    log(f"best val loss {best['val_loss']:.4f} at iter {best['iter']} ({s.out_dir})")
+
+
+def train(cfg: TrainConfig, out_dir, resume=False, progress=True, stop_at=None, log=print):
+    """Train cfg into out_dir and return the history dict.
+
+    resume: continue from out_dir/ckpt.pt; the result equals an uninterrupted run.
+    stop_at: return after this many iterations, as if the run had been killed (tests, time boxes).
+    """
+    s = _setup(cfg, Path(out_dir), resume, log)
+    cfg, model = s.cfg, s.raw_model
     if cfg.compile:
         model = torch.compile(model)
-    if world > 1:
+    if s.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
-        model = DDP(model, device_ids=[int(device.split(":")[1])] if device.startswith("cuda") else None)
-    tokens_per_iter = cfg.batch_size * cfg.model.block_size * cfg.gradient_accumulation_steps * world
-    n_params = raw_model.get_num_params()
+        model = DDP(model, device_ids=[int(s.device.split(":")[1])] if s.device.startswith("cuda") else None)
 
-    def next_batch():  # remembers the generator state before the draw: a resumed run redraws this batch
-        nonlocal pending_state
-        pending_state = gen.get_state()
-        return data.get_batch("train", cfg.batch_size, cfg.model.block_size, gen, device, fraction=cfg.data_fraction)
-
-    def record(losses, lr, train_seconds, steps):
-        nonlocal best_val
-        elapsed = elapsed0 + time.perf_counter() - t_session
-        history.append({"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"], "lr": lr,
-                        "elapsed_s": round(elapsed, 3),
-                        "tokens_per_s": round(steps * tokens_per_iter / max(train_seconds, 1e-9), 1) if steps
-                        else None})
-        if not all(math.isfinite(v) for v in losses.values()):
-            raise TrainingDiverged(f"eval loss {losses} at iter {iter_num} is not finite; the last good checkpoint "
-                                   f"{ckpt_path} is intact. Lower learning_rate or check the data.")
-        if losses["val"] < best_val:
-            best_val = losses["val"]
-            save_checkpoint(out_dir / "best.pt", {"model": raw_model.state_dict(), "model_args": vars(cfg.model),
-                                                  "iter_num": iter_num, "best_val_loss": best_val,
-                                                  "config": cfg.to_dict(), "vocab": data.itos})
-        rng = [_rng_state(pending_state, device)]  # rank 0's
-        save_checkpoint(ckpt_path, {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                                    "model_args": vars(cfg.model), "iter_num": iter_num, "best_val_loss": best_val,
-                                    "config": cfg.to_dict(), "vocab": data.itos, "history": history, "rng": rng,
-                                    "scaler": scaler.state_dict()})
-        write_json(out_dir / "history.json", {"evals": history, "best_val_loss": best_val, "config": cfg.to_dict()})
-
-    bar = _progress(cfg.max_iters, iter_num, progress and master)
-    check_every = 10 if device.startswith("cuda") else 1  # .item() syncs the GPU
+    bar = _progress(cfg.max_iters, s.iter_num, progress and s.master)
+    check_every = 10 if s.device.startswith("cuda") else 1  # .item() syncs the GPU
     t_session = time.perf_counter()
-    t_train, it_mark, last_val, skip_eval = 0.0, iter_num, None, resume and bool(history)
-    pending_state = None
-    x, y = next_batch()
+    t_train, it_mark, last_val, skip_eval = 0.0, s.iter_num, None, resume and bool(s.history)
+    finished = False
+    x, y = s.next_batch()
     while True:
-        lr = get_lr(iter_num, cfg)
-        for group in optimizer.param_groups:
+        lr = get_lr(s.iter_num, cfg)
+        for group in s.optimizer.param_groups:
             group["lr"] = lr
-        if (iter_num % cfg.eval_interval == 0 or iter_num == cfg.max_iters) and not skip_eval:
-            if master:
-                losses = estimate_loss(raw_model, data, cfg, iter_num, device, ctx)
-                record(losses, lr, t_train, iter_num - it_mark)
-                last_val = losses["val"]
-            t_train, it_mark = 0.0, iter_num
+        if (s.iter_num % cfg.eval_interval == 0 or s.iter_num == cfg.max_iters) and not skip_eval:
+            if s.master:
+                elapsed = s.elapsed0 + time.perf_counter() - t_session
+                last_val = _evaluate_and_checkpoint(s, lr, t_train, s.iter_num - it_mark, elapsed)
+            t_train, it_mark = 0.0, s.iter_num
         skip_eval = False
-        if iter_num >= cfg.max_iters:
+        if s.iter_num >= cfg.max_iters:
+            finished = True
             break
         t0 = time.perf_counter()
-        for micro in range(cfg.gradient_accumulation_steps):
-            if world > 1:
-                model.require_backward_grad_sync = micro == cfg.gradient_accumulation_steps - 1
-            with ctx:
-                loss = model(x, y)[1] / cfg.gradient_accumulation_steps
-            # draw the next batch while the backward pass runs (async on CUDA)
-            x, y = next_batch()
-            scaler.scale(loss).backward()
-        if cfg.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if iter_num % check_every == 0:
-            lossf = loss.item() * cfg.gradient_accumulation_steps
-            if not math.isfinite(lossf):
-                raise TrainingDiverged(f"training loss became {lossf} at iter {iter_num}; the last good checkpoint "
-                                       f"{ckpt_path} is intact. Lower learning_rate or check the data.")
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        iter_num += 1
+        x, y, lossf = _step(s, model, x, y, check=s.iter_num % check_every == 0)
+        s.iter_num += 1
         t_train += time.perf_counter() - t0
         if bar is not None:
             bar.update(1)
-            if iter_num % check_every == 0:
+            if lossf is not None:
                 bar.set_postfix(loss=f"{lossf:.4f}", val=f"{last_val:.4f}" if last_val else "-",
-                                tok_s=f"{(iter_num - it_mark) * tokens_per_iter / max(t_train, 1e-9):,.0f}")
-        if stop_at is not None and iter_num >= stop_at:
-            if bar is not None:
-                bar.close()
-            if world > 1:
-                from torch.distributed import destroy_process_group
-                destroy_process_group()
-            return {"evals": history, "best_val_loss": best_val, "stopped_at": iter_num}
+                                tok_s=f"{(s.iter_num - it_mark) * s.tokens_per_iter / max(t_train, 1e-9):,.0f}")
+        if stop_at is not None and s.iter_num >= stop_at:
+            break
     if bar is not None:
         bar.close()
-    result = {"evals": history, "best_val_loss": best_val, "config": cfg.to_dict()}
-    if master:
-        best = min(history, key=lambda h: h["val_loss"])
-        rates = [h["tokens_per_s"] for h in history if h["tokens_per_s"]]
-        best_model = GPT(cfg.model).to(device)
-        best_model.load_state_dict(read_checkpoint(out_dir / "best.pt", map_location=device)["model"])
-        with ctx:  # the best checkpoint (picked by the periodic estimate) and the final one, on the whole split
-            full = full_val_loss(best_model, data, cfg.model.block_size, device)
-            final_full = full_val_loss(raw_model, data, cfg.model.block_size, device)
-        write_json(out_dir / "metrics.json", {
-            "best_val_loss": best["val_loss"], "best_iter": best["iter"], "val_loss_full": full,
-            "final_val_loss_full": final_full,
-            "final_val_loss": history[-1]["val_loss"],
-            "final_train_loss": history[-1]["train_loss"], "iters": iter_num, "params": n_params,
-            "elapsed_s": history[-1]["elapsed_s"], "tokens_per_s": sorted(rates)[len(rates) // 2] if rates else None,
-            "device": device, "dtype": dtype, "world_size": world, "torch": torch.__version__})
-        log(f"best val loss {best['val_loss']:.4f} at iter {best['iter']} ({out_dir})")
-    if world > 1:
+    if finished and s.master:
+        _finish(s, log)
+    if s.world > 1:
         from torch.distributed import destroy_process_group
         destroy_process_group()
-    return result
+    if not finished:
+        return {"evals": s.history, "best_val_loss": s.best_val, "stopped_at": s.iter_num}
+    return {"evals": s.history, "best_val_loss": s.best_val, "config": cfg.to_dict()}
 
 
 def load_history(run_dir):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .checkpoint import read_json
+from ..checkpoint import read_json
 from .experiments import results_root
 
 MATCH_WIDTH = 0.05  # nats: the widest 95% interval that still counts as "matches"
@@ -42,9 +42,9 @@ def load_runs(preset, root=None, tags=None):
 
 
 def _add_full_val(run, cfg, m):
-    from .checkpoint import load, write_json
-    from .data import load_dataset
-    from .train import full_val_loss
+    from ..checkpoint import load, write_json
+    from ..data import load_dataset
+    from ..train import full_val_loss
     if not (run / "best.pt").exists():
         return {**m, "val_loss_full": float("nan")}
     m = {**m, "val_loss_full": full_val_loss(load(run / "best.pt"), load_dataset(cfg["dataset"]),

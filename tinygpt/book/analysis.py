@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from .capture import capture
+from ..capture import capture
 
 
 def val_batch(data, block_size, batch=8, seed=0, device="cpu"):
@@ -49,7 +49,7 @@ def window_skip_share(cap, block=None):
         if block is None:
             shares.append((dead.sum() / (causal.sum() * span.shape[0] * span.shape[1])).item())
             continue
-        from .attention import window_block_mask
+        from ..attention import window_block_mask
         kv_num, _ = window_block_mask(span, T, block)
         n = kv_num.shape[-1]
         shares.append(1.0 - kv_num.float().sum(-1).mean().item() / (n * (n + 1) / 2))
@@ -65,7 +65,7 @@ def capture_runs(run_dirs, idx, device="cpu"):
 @torch.no_grad()
 def module_outputs(model, idx, attr):
     """Output of `block.<attr>` (e.g. "structure", "attn.key_importance") in every layer, via hooks."""
-    from .capture import unwrap
+    from ..capture import unwrap
     model = unwrap(model)
     outs, hooks = [], []
     for block in model.transformer.h:

@@ -6,7 +6,7 @@ import platform
 
 import torch
 
-from .device import resolve_device
+from ..device import resolve_device
 
 
 def environment(device="auto"):

@@ -1,8 +1,8 @@
 """The book's experimental design: which runs each chapter needs, named once for all notebooks."""
 
+from ..presets import PRESETS
+from ..variants import VARIANTS
 from .experiments import Run
-from .presets import PRESETS
-from .variants import VARIANTS
 
 CHAPTERS = {  # variants each chapter trains against the baseline
     "02_query_windows": ["soft_window", "hard_window", "key_importance", "alibi", "learned_span"],
@@ -75,32 +75,37 @@ def data_size_runs(preset, variants, n_seeds):
 # trained for longer (each budget a complete run with its own schedule) and at a longer context.
 REGIME_VARIANTS = ["baseline", "soft_window", "hard_window", "alibi"]
 BUDGETS = {2: 3, 4: 3, 8: 2}  # multiple of the preset's iterations: seeds
-CONTEXT = 256  # the original's; batch_size shrinks so that every iteration sees the same tokens
+CONTEXT_SEEDS = 3
 
 
 def budget_runs(preset, variants, budgets=None):
     """Each variant at every budget (×preset iterations), with that budget's number of seeds."""
     iters = PRESETS[preset]["max_iters"]
-    return [Run(preset, v, s, tag=f"{v}+iters{k * iters}", overrides={"max_iters": k * iters, "lr_decay_iters": k * iters})
+    return [Run(preset, v, s, tag=f"{v}+iters{k * iters}", need_model=False,
+                overrides={"max_iters": k * iters, "lr_decay_iters": k * iters})
             for k, n in (budgets or BUDGETS).items() for v in variants for s in range(n)]
 
 
-def context_runs(preset, variants, n_seeds, block_size=CONTEXT):
-    """Each variant at a longer context, the same tokens per iteration (fewer, longer sequences)."""
+def context_runs(preset, variants, n_seeds):
+    """Each variant at 4× the preset's context (cpu: 256, the original's), the same tokens per
+    iteration (a quarter as many sequences), so that only the context length changes."""
     p = PRESETS[preset]
     tokens = p["batch_size"] * p["model"]["block_size"]
+    block_size = 4 * p["model"]["block_size"]
     if tokens % block_size:
         raise ValueError(f"block_size {block_size} does not divide the preset's {tokens} tokens per iteration")
     over = {"block_size": block_size, "batch_size": tokens // block_size}
-    return [Run(preset, v, s, tag=f"{v}+ctx{block_size}", overrides=over) for v in variants for s in range(n_seeds)]
+    return [Run(preset, v, s, tag=f"{v}+ctx{block_size}", overrides=over, need_model=False)
+            for v in variants for s in range(n_seeds)]
 
 
 def chapter_runs(chapter, params):
     """The runs a chapter trains before it looks at any result, from its parameter values.
 
-    `book run --jobs N` trains the union of these for all chapters first, N at a time, so that no
-    core idles while one long chapter trains alone. Chapter 06's data-size runs depend on which
-    variants came closest to an improvement, so that chapter still trains them itself.
+    The single source of every chapter's run list: each notebook calls this with its own name and
+    parameters, and `book run --jobs N` trains the union of them for all chapters first, N at a
+    time, so that no core idles while one long chapter trains alone. Chapter 06's data-size runs
+    depend on which variants came closest to an improvement, so that chapter still trains them itself.
     """
     preset, p = params["preset"], params
     if chapter == "01_baseline":
@@ -110,8 +115,17 @@ def chapter_runs(chapter, params):
     if chapter == "05_network_shape":
         return runs(preset, ["baseline"], p["n_seeds"]) + shape_runs(preset, both_ways=p["both_ways"])
     if chapter == "06_why_it_matches":
-        return sum(comparison_runs(preset, ALL_NAMES, p["n_seeds"], p["baseline_seeds"]), [])
+        out = sum(comparison_runs(preset, ALL_NAMES, p["n_seeds"], p["baseline_seeds"]), [])
+        if p.get("regime", True):
+            budgets, ctx_seeds = regime_plan(preset)
+            out += budget_runs(preset, REGIME_VARIANTS, budgets) + context_runs(preset, REGIME_VARIANTS, ctx_seeds)
+        return out
     return []
+
+
+def regime_plan(preset):
+    """(budgets, context seeds) of the regime experiment; at the smoke preset one cheap seed of each."""
+    return ({2: 1}, 1) if preset == "smoke" else (BUDGETS, CONTEXT_SEEDS)
 
 
 ALL_NAMES = [v for v in VARIANTS if v != "baseline"] + list(CONTROLS)  # chapter 06's table
@@ -122,16 +136,18 @@ def comparison_runs(preset, names, n_seeds, baseline_seeds):
     return runs(preset, ["baseline"], baseline_seeds), runs(preset, names, n_seeds)
 
 
-def train_and_compare(preset, names, n_seeds, baseline_seeds, jobs=1, retrain=False, root=None, device="auto"):
-    """Load-or-train the baseline seeds and the named variants; return (runs table, comparison).
+def train_and_compare(planned, jobs=1, retrain=False, root=None, device="auto"):
+    """Load-or-train a chapter's planned runs; return (runs table, comparison with the baseline).
 
-    `retrain` applies to the named variants only: the baseline belongs to chapter 01.
+    `retrain` applies to the variants only: the baseline's seeds belong to chapter 01.
     """
     from .experiments import ensure_runs
     from .results import compare, load_runs
-    base, ours = comparison_runs(preset, names, n_seeds, baseline_seeds)
+    base = [r for r in planned if r.name == "baseline"]
+    ours = [r for r in planned if r.name != "baseline"]
     ensure_runs(base, jobs=jobs, root=root, need_model=True, device=device)
     ensure_runs(ours, jobs=jobs, retrain=retrain, root=root, need_model=True, device=device)
+    preset = planned[0].preset
     wanted = {(r.name, r.seed) for r in base + ours}
     df = load_runs(preset, root, tags={t for t, _ in wanted})
     df = df[[(t, s) in wanted for t, s in zip(df.tag, df.seed)]].reset_index(drop=True)

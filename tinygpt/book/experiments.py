@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoint import read_json
+from ..checkpoint import read_json
 
 _IGNORED = ("device", "dtype", "compile")  # where a run trained does not change what it is
 
@@ -33,6 +33,7 @@ class Run:
     seed: int = 0
     tag: str | None = None  # folder name; default: the variant (must be given when overrides are)
     overrides: dict = field(default_factory=dict, hash=False)
+    need_model: bool = field(default=True, compare=False)  # False: only its losses are read (no checkpoint kept)
 
     def __post_init__(self):
         if self.overrides and not self.tag:
@@ -43,7 +44,7 @@ class Run:
         return self.tag or self.variant
 
     def config(self, **extra):
-        from .presets import make_config
+        from ..presets import make_config
         return make_config(self.preset, variant=self.variant, seed=self.seed, **self.overrides, **extra)
 
     def path(self, root=None):
@@ -78,7 +79,7 @@ def _locked(run_dir):
 
 def ensure_run(run: Run, retrain=False, root=None, need_model=False, progress=False, device="auto"):
     """Train `run` unless a finished copy exists; returns its folder."""
-    from .train import train
+    from ..train import train
     cfg = run.config(device=device)
     run_dir = run.path(root)
     with _locked(run_dir):
@@ -107,7 +108,8 @@ def ensure_runs(runs, jobs=1, retrain=False, root=None, need_model=False, device
     """ensure_run for many runs, `jobs` at a time in separate processes; returns their folders."""
     from tqdm.auto import tqdm
     runs = list(runs)
-    todo = [r for r in runs if retrain or not is_finished(r.path(root), r.config(device=device), need_model)]
+    todo = [r for r in runs if retrain or not is_finished(r.path(root), r.config(device=device),
+                                                           need_model and r.need_model)]
     jobs = max(1, min(jobs, len(todo) or 1))
     # the thread budget (the book's per-notebook share, else every core) is split between the jobs:
     # two processes of two threads each on two cores run many times slower than one thread each
@@ -115,7 +117,7 @@ def ensure_runs(runs, jobs=1, retrain=False, root=None, need_model=False, device
     threads = max(1, budget // jobs)
     bar = tqdm(total=len(todo), desc=f"training {len(todo)} of {len(runs)} runs", unit="run",
                disable=not progress or not todo)
-    args = [(r, retrain, root, need_model, device, threads) for r in todo]
+    args = [(r, retrain, root, need_model and r.need_model, device, threads) for r in todo]
     if jobs == 1:
         import torch
         torch.set_num_threads(threads)
@@ -134,5 +136,5 @@ def ensure_runs(runs, jobs=1, retrain=False, root=None, need_model=False, device
 
 
 def load_run_model(run_dir, device="cpu"):
-    from .checkpoint import load
+    from ..checkpoint import load
     return load(Path(run_dir) / "best.pt", device=device)

@@ -3,8 +3,8 @@
 import matplotlib.pyplot as plt
 import torch
 
-from .capture import capture
-from .sample import generate_text
+from ..capture import capture
+from ..sample import generate_text
 
 
 def attention_explorer(model, text, itos, static_points=((0, 0), (-1, 0))):

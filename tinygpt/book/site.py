@@ -1,0 +1,66 @@
+"""`tinygpt book build`: render the executed notebooks with Jupyter Book 1.x, offline."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .runner import BOOK_DIR
+
+
+def jupyter_book_command():
+    """How to call Jupyter Book 1.x with this interpreter (its package has no __main__)."""
+    script = Path(sys.executable).parent / ("jupyter-book.exe" if os.name == "nt" else "jupyter-book")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; "
+                                  "main()"]
+
+
+def missing_chapters(book_dir=None):
+    """Files the book's _toc.yml names that are not in the book folder (chapters not executed yet)."""
+    import yaml
+
+    book_dir = Path(book_dir or BOOK_DIR)
+    toc = yaml.safe_load((book_dir / "_toc.yml").read_text(encoding="utf-8")) or {}
+    names = [toc.get("root")] if toc.get("root") else []
+
+    def walk(entries):
+        for entry in entries or ():
+            if isinstance(entry, dict):
+                if entry.get("file"):
+                    names.append(entry["file"])
+                walk(entry.get("chapters") or entry.get("sections") or [])
+                for part in entry.get("parts") or []:
+                    walk(part.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts") or []:
+        walk(part.get("chapters"))
+    exts = (".ipynb", ".md", ".rst", ".py")
+    return [n for n in names if not any((book_dir / (n + e)).exists() or (book_dir / n).is_file() for e in exts)]
+
+
+def build(book_dir=None, all_pages=False, strict=False, quiet=False):
+    """`tinygpt book build`: render book_dir with Jupyter Book into book_dir/_build/html (no execution).
+
+    Returns jupyter-book's exit code (non-zero on failure, and with strict on any warning).
+    """
+    book_dir = Path(book_dir or BOOK_DIR).resolve()
+    if not (book_dir / "_config.yml").exists() or not (book_dir / "_toc.yml").exists():
+        raise FileNotFoundError(f"{book_dir} has no _config.yml/_toc.yml: not a Jupyter Book folder")
+    missing = missing_chapters(book_dir)
+    if missing:
+        print(f"warning: not in {book_dir} yet (left out of the site): {', '.join(missing)}; executed chapters "
+              "come from `tinygpt book run`", file=sys.stderr)
+    cmd = jupyter_book_command() + ["build", str(book_dir), "--builder", "html"]
+    cmd += ["--all"] * all_pages + ["-W", "--keep-going"] * strict + ["-q"] * quiet
+    rc = subprocess.run(cmd).returncode
+    index = book_dir / "_build" / "html" / "index.html"
+    if rc == 0 and index.exists():
+        print(f"the book is at {index}  (serve it: python -m http.server -d {index.parent})")
+        return 0
+    print(f"tinygpt book build: jupyter-book failed (exit {rc}); see its messages above", file=sys.stderr)
+    return rc or 1
+
+
