@@ -43,3 +43,12 @@ def test_public_api_stays():
         assert hasattr(tinygpt, name)
     from tinygpt.train import train
     assert callable(train)
+
+
+def test_lab_finds_the_repository(monkeypatch):
+    from tinygpt.book.experiments import repo_root, results_root
+    from tinygpt.book.runner import BOOK_DIR, NOTEBOOKS_DIR
+    monkeypatch.delenv("TINYGPT_RESULTS", raising=False)
+    assert (repo_root() / "pyproject.toml").exists()
+    assert results_root() == repo_root() / "results"
+    assert NOTEBOOKS_DIR == repo_root() / "notebooks" and BOOK_DIR == repo_root() / "book"

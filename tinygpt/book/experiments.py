@@ -17,7 +17,7 @@ _IGNORED = ("device", "dtype", "compile")  # where a run trained does not change
 
 
 def repo_root():
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def results_root(root=None):

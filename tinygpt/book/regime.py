@@ -1,0 +1,122 @@
+"""The regime question: how a variant's difference to the baseline moves with training and context.
+
+    gap_over_training(histories)           # per tag and evaluation: mean difference to the baseline, 95% Welch
+    gap_by_budget(runs, metric)            # per variant and budget (tokens seen): the same, from finished runs
+    fit_gap(points, at_tokens)             # gap = a + b·log2(tokens): slope per doubling, extrapolated with its interval
+    holm(pvalues)                          # Holm's step-down adjustment for many comparisons
+
+Every difference is a variant's mean minus the baseline's mean over seeds of the same budget, with
+a 95% Welch interval; nothing here is fitted to look good, every number comes from results files.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .results import welch
+
+
+def _welch_p(a, b):
+    """Two-sided p value of Welch's t test for mean(a) − mean(b)."""
+    from scipy import stats
+    return float(stats.ttest_ind(np.asarray(a, float), np.asarray(b, float), equal_var=False).pvalue)
+
+
+def gap_over_training(histories, baseline="baseline", split="val_loss"):
+    """Rows (tag, iter, diff, lo, hi, n): each tag's periodic val estimate minus the baseline's, per evaluation.
+
+    histories: load_histories(...) of the baseline's and the variants' runs (same iterations).
+    """
+    base = histories[histories.tag == baseline]
+    rows = []
+    for tag, g in histories[histories.tag != baseline].groupby("tag", sort=False):
+        for it, gi in g.groupby("iter"):
+            b = base.loc[base["iter"] == it, split]
+            if len(gi) < 2 or len(b) < 2:
+                continue
+            w = welch(gi[split], b)
+            rows.append({"tag": tag, "iter": it, "diff": w["diff"], "lo": w["lo"], "hi": w["hi"], "n": len(gi)})
+    return pd.DataFrame(rows)
+
+
+def budget_of(row, preset_iters):
+    """A run's budget as a multiple of the preset's iterations (1 for the preset's own runs)."""
+    return row["iters"] / preset_iters
+
+
+def gap_by_budget(runs, metric, tokens_per_iter, baseline="baseline"):
+    """Rows (variant, iters, tokens, diff, lo, hi, p, n, n_base) from a table of finished runs.
+
+    runs: load_runs rows with `variant`, `iters` and the metric; each (variant, iters) group is compared
+    with the baseline's runs of the same iterations.
+    """
+    rows = []
+    for (variant, iters), g in runs[runs.variant != baseline].groupby(["variant", "iters"]):
+        b = runs[(runs.variant == baseline) & (runs.iters == iters)][metric]
+        if len(g) < 2 or len(b) < 2:
+            continue
+        w = welch(g[metric], b)
+        rows.append({"variant": variant, "iters": int(iters), "tokens": int(iters) * tokens_per_iter,
+                     "diff": w["diff"], "lo": w["lo"], "hi": w["hi"], "p": _welch_p(g[metric], b),
+                     "n": len(g), "n_base": len(b), "base_mean": b.mean(), "mean": g[metric].mean()})
+    return pd.DataFrame(rows)
+
+
+def fit_gap(points, at_tokens, conf=0.95):
+    """Weighted least squares gap = a + b·log2(tokens) over one variant's budgets; extrapolate to at_tokens.
+
+    Each point is weighted by 1/se² (se from its Welch interval's half-width). Returns slope per
+    doubling of tokens with its interval, the tokens at which the fitted gap reaches 0 (None if the
+    slope does not point there), and the extrapolated gap at `at_tokens` with its interval. With k
+    points the fit has k−2 degrees of freedom: the intervals use Student's t with that many.
+    """
+    from scipy import stats
+    x = np.log2(points.tokens.to_numpy(float))
+    y = points["diff"].to_numpy(float)
+    se = ((points.hi - points.lo).to_numpy(float) / 2) / stats.t.ppf(0.975, np.maximum(points.n - 1, 1))
+    w = 1 / np.maximum(se, 1e-6) ** 2
+    X = np.stack([np.ones_like(x), x], 1)
+    cov_unscaled = np.linalg.inv(X.T @ (w[:, None] * X))
+    beta = cov_unscaled @ X.T @ (w * y)
+    dof = len(x) - 2
+    resid = y - X @ beta
+    # scale by the residual variance when there are spare points: the curve may not be a straight line in log tokens
+    s2 = max(1.0, float(resid @ (w * resid)) / dof) if dof > 0 else 1.0
+    cov = cov_unscaled * s2
+    t = stats.t.ppf(0.5 + conf / 2, max(dof, 1))
+    x0 = math.log2(at_tokens)
+    pred = beta[0] + beta[1] * x0
+    pred_se = math.sqrt(np.array([1, x0]) @ cov @ np.array([1, x0]))
+    slope_se = math.sqrt(cov[1, 1])
+    zero = None
+    if beta[1] != 0 and np.sign(beta[1]) == -np.sign(y[-1]):
+        zero = 2 ** (-beta[0] / beta[1])
+    return {"intercept": beta[0], "slope": beta[1], "slope_lo": beta[1] - t * slope_se,
+            "slope_hi": beta[1] + t * slope_se, "dof": dof, "zero_tokens": zero, "at_tokens": at_tokens,
+            "pred": pred, "pred_lo": pred - t * pred_se, "pred_hi": pred + t * pred_se}
+
+
+def holm(pvalues):
+    """Holm's step-down adjusted p values (same order as given): controls the family-wise error rate."""
+    p = np.asarray(pvalues, float)
+    order = np.argsort(p)
+    m = len(p)
+    adj = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adj[i] = running
+    return adj
+
+
+def plot_gap_over_training(gap, ax, colors=None, markers=None):
+    """Mean difference to the baseline against iteration, with its 95% band, one line per tag."""
+    for tag, g in gap.groupby("tag", sort=False):
+        kw = {"color": (colors or {}).get(tag), "marker": (markers or {}).get(tag, "o")}
+        line, = ax.plot(g["iter"], g["diff"], ms=4, label=f"{tag} (n={g.n.max()})", **kw)
+        ax.fill_between(g["iter"], g.lo, g.hi, color=line.get_color(), alpha=0.15, lw=0)
+    ax.axhline(0, color="k", lw=1)
+    ax.set(xlabel="iteration", ylabel="val loss − baseline's (nats/char)",
+           title="difference to the baseline during training (mean, 95% Welch band)")
+    return ax
