@@ -76,14 +76,22 @@ def per_head(values, ax=None, title="", ylabel="", kind="box"):
     return ax
 
 
-def differences(table, ax=None, title="best val loss minus the baseline's (95% Welch interval)", width=MATCH_WIDTH):
-    """Dot and interval per variant; the shaded band is what a 'matches' interval must fit in width."""
+def differences(table, ax=None, title="best val loss minus the baseline's (95% Welch interval)", width=MATCH_WIDTH,
+                runs=None, metric="val_loss_full"):
+    """Dot and interval per variant; the shaded band is what a 'matches' interval must fit in width.
+
+    With `runs` (the runs table), each seed's difference to the baseline's mean is a small dot below its row.
+    """
     ax = ax or plt.gca()
     t = table.dropna(subset=["diff"]).reset_index(drop=True)
     colours = {"better": "tab:green", "worse": "tab:red", "matches": "tab:blue", "inconclusive": "tab:gray"}
+    base = runs[runs.tag == "baseline"][metric].mean() if runs is not None else None
     for i, row in t.iterrows():
         ax.errorbar(row["diff"], i, xerr=[[row["diff"] - row.ci_lo], [row.ci_hi - row["diff"]]], fmt="o",
                     color=colours[row.verdict], capsize=3)
+        if runs is not None:
+            seeds = runs[runs.tag == row.tag][metric] - base
+            ax.scatter(seeds, [i + 0.28] * len(seeds), s=10, color=colours[row.verdict], alpha=0.6, zorder=3)
     ax.axvline(0, color="k", lw=1)
     ax.axvspan(-width / 2, width / 2, color="tab:blue", alpha=0.08, label=f"interval width < {width} nats")
     ax.set_yticks(range(len(t)), [f"{r.tag} ({r.verdict})" for r in t.itertuples()])
@@ -93,7 +101,8 @@ def differences(table, ax=None, title="best val loss minus the baseline's (95% W
     return ax
 
 
-PROBE_COLOURS = {"resid+position": "tab:green", "resid": "tab:blue", "position": "tab:orange", "shuffled": "tab:gray"}
+PROBE_COLOURS = {"resid+position": "tab:green", "resid": "tab:blue", "position": "tab:orange",
+                 "token+position": "tab:purple", "random init": "tab:brown", "shuffled": "tab:gray"}
 
 
 def probe_r2(r2, title="linear probes from the baseline's residual stream (mean over heads)"):

@@ -212,3 +212,18 @@ def fit_power(points, at_tokens):
         return None
     slope, inter = np.polyfit(np.log(points.tokens.to_numpy(float)), np.log(np.abs(d)), 1)
     return {"alpha": -slope, "pred": float(np.sign(d[0]) * np.exp(inter + slope * np.log(at_tokens)))}
+
+
+def plain(obj):
+    """obj with numpy scalars turned into Python ones, recursively: ready for json.dumps."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj
