@@ -207,8 +207,8 @@ display(Markdown(
     + "\n".join(
         f"- **{v}**: slope {f['slope']:+.4f} nats per doubling of tokens [{f['slope_lo']:+.4f}, {f['slope_hi']:+.4f}]"
         f" over budgets {', '.join(f'{b:g}×' for b in f['budgets'])}; "
-        + (f"the fitted gap reaches 0 at about {f['zero_tokens'] / 1e6:.0f} M tokens; " if f["zero_tokens"] else
-           "the fit does not point at a closing gap; ")
+        + (f"the fitted line reaches 0 at about {f['zero_tokens'] / 1e6:,.3g} M tokens; " if f["zero_tokens"] else
+           "the fitted line does not reach 0 beyond the longest budget; ")
         + f"extrapolated to the original's {ORIGINAL_TOKENS / 1e6:.0f} M tokens: {f['pred']:+.3f} "
           f"[{f['pred_lo']:+.3f}, {f['pred_hi']:+.3f}]"
         + (f" (a gap that decays as a power law instead, |gap| ∝ tokens^−{f['power']['alpha']:.2f}, would be "
@@ -248,8 +248,8 @@ gen_gap = float((h_long.groupby("iter").val_loss.mean() - h_long.groupby("iter")
 overfits = rise > 0.01
 display(Markdown(
     f"At {longest:g}× the baseline's mean validation estimate is lowest at iteration {int(v_mean.idxmin())} of "
-    f"{int(v_mean.index.max())}, and ends {rise:.3f} nats above that minimum; at the end validation exceeds training "
-    f"loss by {gen_gap:.3f} nats. "
+    f"{int(v_mean.index.max())}, and ends {rise:.3f} nats above that minimum; at the end the validation loss is "
+    f"{abs(gen_gap):.3f} nats {'above' if gen_gap >= 0 else 'below'} the training loss. "
     + ("It **over-fits**: past its best point more training makes validation worse, so longer budgets at this "
        "data size also test the variants as regularisers." if overfits else
        "It does **not over-fit** within this budget (the end is within 0.01 nats of the best).")))

@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once, one thread each (default 2)")
     ap.add_argument("--key-importance", action="store_true", help="also key_importance at every budget")
-    ap.add_argument("--refresh-1x", action="store_true", 
+    ap.add_argument("--refresh-1x", action="store_true",
                     help="retrain the 1× runs that lack the final-checkpoint metric")
     ap.add_argument("--dry-run", action="store_true", help="list the queue and stop")
     a = ap.parse_args()

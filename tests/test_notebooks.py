@@ -87,6 +87,13 @@ def test_smoke_runs_wrote_results(smoke_book):
     summary = json.loads((tmp / "results" / "smoke" / "summary.json").read_text())
     assert summary["h1"]["verdict"] in ("supported", "refuted", "inconclusive")
     assert summary["h2"]["verdict"] in ("supported", "refuted", "inconclusive")
+    h3 = summary["h3"]  # the regime: budgets at smoke are 1× and 2×, so every variant has a fitted slope
+    assert h3["verdict"] in ("supported", "refuted", "inconclusive")
+    assert {p["budget"] for p in h3["points"]} == {1.0, 2.0}
+    assert set(h3["fits"]) == {"soft_window", "hard_window", "alibi"}
+    assert all(f["slope_lo"] <= f["slope"] <= f["slope_hi"] for f in h3["fits"].values())
+    assert {c["block_size"] for c in h3["context"]} == {32, 128}
+    assert set(summary["h1"]["by_regime"]) >= {"1×", "2×"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -90,8 +90,8 @@ def fit_gap(points, at_tokens, conf=0.95):
     pred = beta[0] + beta[1] * x0
     pred_se = math.sqrt(np.array([1, x0]) @ cov @ np.array([1, x0]))
     slope_se = math.sqrt(cov[1, 1])
-    zero = None
-    if beta[1] != 0 and np.sign(beta[1]) == -np.sign(y[-1]):
+    zero = None  # where the fitted line reaches 0, if that lies beyond the longest budget
+    if beta[1] != 0 and -beta[0] / beta[1] > x.max():
         zero = 2 ** (-beta[0] / beta[1])
     return {"intercept": beta[0], "slope": beta[1], "slope_lo": beta[1] - t * slope_se,
             "slope_hi": beta[1] + t * slope_se, "dof": dof, "zero_tokens": zero, "at_tokens": at_tokens,

@@ -27,12 +27,16 @@ def check_parameters(preset, variants=(), n_seeds=1, device="auto"):
 
 
 def runs(preset, names, n_seeds):
-    """Runs for variants or named controls, seeds 0..n_seeds−1."""
+    """Runs for variants or named controls, seeds 0..n_seeds−1.
+
+    The chapters look inside seed 0's model only (captures, samples); the other seeds are compared by
+    their losses, so their committed results suffice and a fresh clone retrains one model per variant.
+    """
     out = []
     for name in names:
         variant, overrides = CONTROLS.get(name, (name, {}))
         tag = name if overrides else None
-        out += [Run(preset, variant, s, tag=tag, overrides=overrides) for s in range(n_seeds)]
+        out += [Run(preset, variant, s, tag=tag, overrides=overrides, need_model=s == 0) for s in range(n_seeds)]
     return out
 
 
