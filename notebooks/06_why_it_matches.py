@@ -169,14 +169,16 @@ display(Markdown(
 ORIGINAL_TOKENS = 5000 * 64 * 256  # the original's iterations × batch × context
 reg = regime.load_regime(preset, root)
 cost_h = reg.elapsed_s.sum() / 3600
-budget_pts = regime.by_budget(reg, "val_loss_full")
+rmetric = regime.metric_for(reg)  # the final checkpoint's whole-split loss where every run has it (section 2.5)
+print(f"compared by {rmetric} ({regime.METRIC_WORDS[rmetric]})")
+budget_pts = regime.by_budget(reg, rmetric)
 if len(budget_pts):
     budget_pts["verdict"] = [verdict(lo, hi) for lo, hi in zip(budget_pts.lo, budget_pts.hi)]
     budget_pts["p (Holm)"] = regime.holm(budget_pts.p)
     display(budget_pts[["variant", "budget", "tokens", "n", "n_base", "base_mean", "mean", "diff", "lo", "hi",
                         "verdict", "p (Holm)"]].round(4))
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
-    regime.plot_gap_by_tokens(budget_pts, reg, "val_loss_full", ax, target=ORIGINAL_TOKENS)
+    regime.plot_gap_by_tokens(budget_pts, reg, rmetric, ax, target=ORIGINAL_TOKENS)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     plt.show()
 fits = {}
@@ -263,7 +265,7 @@ summary["h3"]["baseline_curve"] = {"budget": float(longest), "best_iter": int(v_
 # that only the context length changes. Does the gap depend on it?
 
 # %%
-ctx = regime.by_context(reg, "val_loss_full")
+ctx = regime.by_context(reg, rmetric)
 if len(ctx):
     ctx["verdict"] = [verdict(lo, hi) for lo, hi in zip(ctx.lo, ctx.hi)]
     display(ctx.round(4))
@@ -289,11 +291,12 @@ summary["h3"]["context"] = regime.plain(ctx.to_dict("records"))
 
 # %% [markdown]
 # ### 2.5 Which checkpoint is compared?
-# Every comparison above uses the best checkpoint, picked (as in nanoGPT) by a periodic estimate
-# from `eval_iters` random batches, then evaluated on the whole validation split. The estimate moves
-# by a few hundredths of a nat between evaluations, so the pick is itself noisy. The regime runs
-# also record the *final* checkpoint's whole-split loss, which involves no pick at all. How much
-# does the choice move the differences, and what would picking by the whole split cost?
+# The book's other comparisons use the best checkpoint, picked (as in nanoGPT) by a periodic
+# estimate from `eval_iters` random batches, then evaluated on the whole validation split. The
+# estimate moves by a few hundredths of a nat between evaluations, so the pick is itself noisy. The
+# regime runs also record the *final* checkpoint's whole-split loss, which involves no pick at all;
+# where every regime run has it, sections 2.2–2.4 compare that. How much does the choice move the
+# differences, and what would picking by the whole split cost?
 
 # %%
 both = reg.dropna(subset=["final_val_loss_full"])

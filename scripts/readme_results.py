@@ -48,18 +48,19 @@ def regime_section(preset):
     from tinygpt.book import regime
     from tinygpt.book.results import verdict
     reg = regime.load_regime(preset)
-    pts = regime.by_budget(reg, "val_loss_full") if len(reg) else []
+    metric = regime.metric_for(reg) if len(reg) else "val_loss_full"
+    pts = regime.by_budget(reg, metric) if len(reg) else []
     if not len(pts):
         return "_No regime runs yet: `python scripts/train_regime.py`._"
-    lines = [f"Difference to the baseline of the same budget (× the {preset} preset's iterations), best val loss "
-             "over the whole validation split, mean over seeds with its 95% Welch interval "
+    lines = [f"Difference to the baseline of the same budget (× the {preset} preset's iterations) in the loss of "
+             f"{regime.METRIC_WORDS[metric]}, mean over seeds with its 95% Welch interval "
              f"(from `results/{preset}/*+iters*/`; {len(reg)} runs):", "",
              "| variant | budget | tokens seen | seeds (variant / baseline) | difference | 95% interval | verdict |",
              "|---|---:|---:|---|---:|---|---|"]
     for r in pts.sort_values(["variant", "budget"]).itertuples():
         lines.append(f"| {r.variant} | {r.budget:g}× | {r.tokens / 1e6:.1f} M | {r.n} / {r.n_base} | {r.diff:+.4f} | "
                      f"[{r.lo:+.4f}, {r.hi:+.4f}] | {verdict(r.lo, r.hi)} |")
-    ctx = regime.by_context(reg, "val_loss_full")
+    ctx = regime.by_context(reg, metric)
     if len(ctx) and ctx.block_size.nunique() > 1:
         lines += ["", "At a longer context (same budget and tokens per iteration):", "",
                   "| variant | context | difference | 95% interval |", "|---|---:|---:|---|"]

@@ -123,6 +123,16 @@ def plot_gap_over_training(gap, ax, colors=None, markers=None):
     return ax
 
 
+METRIC_WORDS = {"final_val_loss_full": "the final checkpoint on the whole validation split",
+                "val_loss_full": "the best checkpoint by the periodic estimate, on the whole validation split"}
+
+
+def metric_for(regime_runs):
+    """The final checkpoint's whole-split loss if every run recorded it (no noisy pick), else the best one's."""
+    col = regime_runs.get("final_val_loss_full")
+    return "final_val_loss_full" if col is not None and col.notna().all() else "val_loss_full"
+
+
 def load_regime(preset, root=None, variants=None):
     """Finished runs of the regime experiment: the preset's own runs (1×), the longer budgets and the
     longer context, one row each, with `budget` (× the preset's iterations), `tokens` seen and `kind`."""
