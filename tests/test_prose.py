@@ -108,3 +108,24 @@ def test_signal_sizes_compare_changes_with_changes():
                         "f_bias": [0.3, 0.6], "f_loc": [0.05, 0.1]})
     line = prose.signal_line(sig)
     assert "gate change 0.10×" in line and "f_bias 0.30×" in line and "The largest, f_bias, is comparable" in line
+
+
+@needs_results
+def test_the_landing_page_quotes_the_stored_results():
+    """book/intro.md quotes results/cpu/summary.json by hand: every 'mean ± std (diff)' and every difference in its
+    tables must match it to the digits shown."""
+    import json
+    summary = {r["tag"]: r for r in json.loads((CPU / "summary.json").read_text())["table"]}
+    intro = (ROOT / "book" / "intro.md").read_text()
+    minus = lambda s: float(s.replace("−", "-"))  # noqa: E731
+    quoted = re.findall(r"^\| (\w+)(?:'s best val loss)? \|.*\| ([\d.]+) ± ([\d.]+)(?: \(([−+][\d.]+)\))? \|$", intro,
+                        re.M)
+    assert len(quoted) >= 7 and quoted[0][0] == "baseline"
+    for tag, mean, std, diff in quoted:
+        r = summary[tag]
+        assert float(mean) == pytest.approx(r["mean"], abs=5e-4) and float(std) == pytest.approx(r["std"], abs=5e-4)
+        if diff:
+            assert minus(diff) == pytest.approx(r["diff"], abs=5e-4), tag
+    for tag, diff, verdict in re.findall(r"^\| (\w+)(?: \(control\))? \| [^|]+ \| ([−+][\d.]+) \| (\w+) \|$", intro,
+                                         re.M):
+        assert minus(diff) == pytest.approx(summary[tag]["diff"], abs=5e-4) and verdict == summary[tag]["verdict"]
