@@ -72,12 +72,12 @@ def figure_legend(fig, axes, ncols=4, title=None):
                       fontsize="small", title=title, title_fontsize="small", frameon=False)
 
 
-def integer_ticks(ax, x=True, y=False):
-    """Ticks at whole numbers only (layers, heads, positions)."""
+def integer_ticks(ax, x=True, y=False, nbins="auto"):
+    """Ticks at whole numbers only (layers, heads, positions); nbins caps their number on small panels."""
     if x:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=nbins, integer=True))
     if y:
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=nbins, integer=True))
     return ax
 
 
@@ -155,7 +155,7 @@ def attention_map(probs, ax=None, span=None, title="", tokens=None, vmax=None):
         ax.set_xticks(range(T), [repr(c)[1:-1] for c in tokens], fontsize=6)
         ax.set_yticks(range(T), [repr(c)[1:-1] for c in tokens], fontsize=6)
     else:
-        integer_ticks(ax, x=True, y=True)
+        integer_ticks(ax, x=True, y=True, nbins=4)
     ax.grid(False)
     return im
 
