@@ -23,8 +23,12 @@
 # slope the query picks), a **hard window** multiplies the weights by a ramp that reaches zero at
 # distance σ − 1 and renormalises. It also tried a learned **key importance**, a per-token offset to
 # every logit where that token is the key, carried from layer to layer. Two published controls
-# isolate the query dependence: **alibi** (fixed slopes per head) and **learned_span** (one learned
-# hard span per head). We train each with several seeds, compare it with the baseline, and look at
+# isolate the query dependence: **alibi** (fixed slopes per head, {cite:p}`press2022alibi`) and
+# **learned_span** (one learned hard span per head, {cite:p}`sukhbaatar2019adaptive`). Two recent mechanisms
+# are close relatives: the Forgetting Transformer's data-dependent forget gate {cite:p}`lin2025forgetting`
+# decays attention with distance at a rate the tokens choose, like the soft window, and in Selective
+# Attention {cite:p}`leviathan2024selective` a token lowers the attention later tokens pay to earlier ones,
+# as the key importance can. We train each with several seeds, compare it with the baseline, and look at
 # what the windows learn — and how much attention work a hard window could skip.
 
 # %% tags=["hide-input"]

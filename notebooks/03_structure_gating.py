@@ -22,7 +22,7 @@
 # how far back each head looks on average (relative mean key position), how widely (spread) and how
 # strongly it fires (mean logit) — and passes it through a small MLP to a gate g = 2·sigmoid(·) on
 # each head's output: a head can be turned down to 0 or up to 2×. The control `output_gate`
-# (Gated Attention, Qiu et al. 2025) gates each head with sigmoid(W x) from the token alone, without
+# (Gated Attention, {cite:p}`qiu2025gated`) gates each head with sigmoid(W x) from the token alone, without
 # the structure. If the structure carried something the network lacks, structure_gate should beat
 # output_gate and the baseline. We compare the losses, then look at the gates and at how they
 # relate to the structure.
