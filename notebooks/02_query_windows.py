@@ -238,7 +238,7 @@ if "key_importance" in variants:
     plots.key_importance(spread, per_char)
     plt.show()
     display(Markdown("**Figure 2.6.** Top: the spread (standard deviation over tokens) of ι in each layer. Bottom: "
-                     "the mean ι of each key character in the last layer, the lowest (red) and highest (green); "
+                     "the mean ι of each key character in the last layer, the lowest (vermillion) and highest (blue); "
                      "a key with a high ι draws attention from every query."))
 
 # %% [markdown]

@@ -30,7 +30,7 @@ STYLE = {
     "learned_span": dict(color=_C[5], marker="s"),
     "key_importance": dict(color=_C[4], marker="P"),
     "structure_gate": dict(color=_C[3], marker="^"),
-    "output_gate": dict(color=_C[7], marker="v"),
+    "output_gate": dict(color="#332288", marker="v"),  # Tol's indigo: the palette's grey is too close to the baseline
     "structure_mlp": dict(color=_C[2], marker="D"),
     "structure_mlp_prenorm": dict(color=_C[8], marker="d"),
     "structure_embedding": dict(color=_C[6], marker="p"),
@@ -254,8 +254,7 @@ def differences(table, ax=None, title="best val loss minus the baseline's (95% W
     """
     ax = ax or plt.gca()
     t = table.dropna(subset=["diff"]).reset_index(drop=True)
-    ax.axvspan(-width / 2, width / 2, color="0.5", alpha=0.12, lw=0,
-               label=f"a 'matches' interval is narrower than {width} nats")
+    ax.axvspan(-width / 2, width / 2, color="0.5", alpha=0.12, lw=0)
     ax.axvline(0, color="k", lw=1)
     base = None
     if runs is not None:
@@ -269,8 +268,8 @@ def differences(table, ax=None, title="best val loss minus the baseline's (95% W
             ax.scatter(seeds, np.full(len(seeds), i + 0.28), s=12, color=st["color"], alpha=0.7, lw=0)
     ax.set_yticks(range(len(t)), [f"{r.tag} ({r.verdict})" for r in t.itertuples()])
     ax.set_ylim(len(t) - 0.4, -0.6)
-    ax.set(xlabel="difference in best val loss (nats/char); < 0 is better", title=title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize="small", frameon=False)
+    ax.set(xlabel=f"difference in best val loss (nats/char); < 0 is better\n"
+                  f"(shaded: {width} nats wide, the most a 'matches' interval may span)", title=title)
     return ax
 
 
@@ -366,7 +365,7 @@ def key_importance(spread, per_char, top=12):
     per_char = per_char.sort_values()
     shown = per_char if len(per_char) <= 2 * top else per_char.iloc[list(range(top)) + list(range(-top, 0))]
     labels = [repr(c)[1:-1] if c != " " else "␣" for c in shown.index]
-    colours = ["tab:red" if v < 0 else "tab:green" for v in shown.values]
+    colours = [_C[3] if v < 0 else _C[0] for v in shown.values]  # colour-blind safe: vermillion down, blue up
     axes[1].bar(range(len(shown)), shown.values, color=colours)
     axes[1].set_xticks(range(len(shown)), labels, fontsize=11, family="monospace")
     axes[1].axhline(0, color="k", lw=0.8)
