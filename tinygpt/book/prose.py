@@ -68,9 +68,11 @@ def gap_paragraph(gap, checkpoints=(500, 1000)):
         return "There are not enough seeds of each run to draw the difference over training."
     parts = []
     for tag in dict.fromkeys(gap.tag):
-        end = gap[gap.tag == tag].iloc[-1]
-        early = gap_at(gap, tag, checkpoints[0])
-        points = [gap_at(gap, tag, c) for c in checkpoints] + [end]
+        g = gap[gap.tag == tag]
+        end = g.iloc[-1]
+        marks = [c for c in checkpoints if c < end["iter"]] or [g["iter"].iloc[len(g) // 2]]  # short runs: mid-way
+        early = gap_at(gap, tag, marks[0])
+        points = [gap_at(gap, tag, c) for c in marks] + [end]
         said = ", ".join(f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] at iteration {int(r['iter']):,}"
                          for r in dict((int(r["iter"]), r) for r in points).values())
         side = "below" if end.hi < 0 else "above" if end.lo > 0 else "not clear of"
