@@ -123,7 +123,7 @@ plt.show()
 
 # %% tags=["hide-input"]
 gap = regime.gap_over_training(load_histories(runs.path))
-fig, ax = plt.subplots(figsize=(7.0, 3.6))
+fig, ax = plt.subplots(figsize=(6.0, 3.4))
 plots.gap_over_training(gap, ax, title="val loss minus the baseline's during training")
 plt.show()
 display(Markdown(prose.gap_paragraph(gap)))

@@ -131,7 +131,7 @@ plt.show()
 
 # %% tags=["hide-input"]
 gap = regime.gap_over_training(load_histories(runs.path))
-fig, ax = plt.subplots(figsize=(7.0, 3.6))
+fig, ax = plt.subplots(figsize=(6.0, 3.4))
 plots.gap_over_training(gap, ax, title="val loss minus the baseline's during training")
 plt.show()
 display(Markdown(prose.gap_paragraph(gap)))
@@ -180,7 +180,7 @@ if "structure_embedding" in variants:
     sig = pd.DataFrame([{"layer": layer, "attention output": rms(attn[layer][0]),
                          "gate change": rms(attn[layer][0] * e[0]), "f_bias": rms(e[1]), "f_loc": rms(e[2])}
                         for layer, e in enumerate(emb)])
-    fig, ax = plt.subplots(figsize=(7.0, 3.4))
+    fig, ax = plt.subplots(figsize=(6.2, 3.4))
     plots.signal_sizes(sig, ax)
     plt.show()
     display(Markdown("**Figure 4.4.** Root mean square, over tokens and channels, of what each structure_embedding "

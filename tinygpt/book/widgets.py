@@ -52,7 +52,7 @@ def attention_explorer(model, text, itos, static_points=((0, 0), (-1, 0))):
                      f"{st['mean_logit']:.2f}{gate}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
-    fig, axes = plt.subplots(len(static_points), 1, figsize=(7.5, 2.9 * len(static_points)), squeeze=False)
+    fig, axes = plt.subplots(len(static_points), 1, figsize=(6.4, 2.9 * len(static_points)), squeeze=False)
     for ax, (layer, head) in zip(axes[:, 0], static_points):
         draw(layer % n_layer, head, T - 1, ax)
     plt.show()
@@ -65,7 +65,7 @@ def attention_explorer(model, text, itos, static_points=((0, 0), (-1, 0))):
     def update(**kw):
         with out:
             out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(7.5, 3.0))
+            fig, ax = plt.subplots(figsize=(6.4, 3.0))
             draw(kw["layer"], kw["head"], kw["query"], ax)
             plt.show()
 
