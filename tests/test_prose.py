@@ -129,3 +129,17 @@ def test_the_landing_page_quotes_the_stored_results():
     for tag, diff, verdict in re.findall(r"^\| (\w+)(?: \(control\))? \| [^|]+ \| ([−+][\d.]+) \| (\w+) \|$", intro,
                                          re.M):
         assert minus(diff) == pytest.approx(summary[tag]["diff"], abs=5e-4) and verdict == summary[tag]["verdict"]
+
+
+@needs_results
+def test_original_beside_ours_reads_the_stored_numbers():
+    import json
+
+    import tinygpt
+    table = pd.DataFrame(json.loads((CPU / "summary.json").read_text())["table"])
+    md = prose.original_vs_ours(table, tinygpt.make_config("cpu"), 5, 3)
+    print(md)
+    assert "| context | 256 characters | 64 characters |" in md
+    assert "≈ 82 M tokens | 2,000 iterations × 768 tokens ≈ 1.5 M tokens |" in md
+    assert "| soft_window | 1.4571 (after 1,500 iterations, then over-fits) | 1.802 ± 0.013 (−0.115, better) |" in md
+    assert "| structure_gate | no better, no worse | 1.996 ± 0.011 (+0.078, worse) |" in md

@@ -218,3 +218,42 @@ def comparison_table(table):
     if "verdict" in out:
         out["verdict"] = out.verdict.fillna("— (reference)")
     return out
+
+
+# ----------------------------------------------------------------------------- the original study beside ours
+
+# What the original study reported (the design notes' variants.md, from ../shared/seed.md), at nanoGPT's
+# shakespeare_char configuration; and the scales of the two studies.
+ORIGINAL = {
+    "baseline": "about 1.455–1.47 (nanoGPT's README: 1.4697)",
+    "soft_window": "1.4571 (after 1,500 iterations, then over-fits)",
+    "hard_window": "\"similar\" to the baseline",
+    "key_importance": "described, not kept (\"unnecessary\")",
+    "structure_gate": "no better, no worse",
+    "structure_mlp": "1.51",
+    "structure_embedding": "no help",
+}
+SCALE_ROWS = [("layers × heads, width", "6 × 6, 384"), ("context", "256 characters"),
+              ("training", "5,000 iterations × 16,384 tokens ≈ 82 M tokens"), ("dropout", "0.2"),
+              ("seeds", "1 per model")]
+
+
+def original_vs_ours(table, cfg, n_base, n_var):
+    """Markdown table: the original's scale and reported numbers beside ours (cfg: tinygpt.make_config(preset);
+    table: the comparison with the baseline, e.g. summary.json's)."""
+    t = table.set_index("tag")
+    m = cfg.model
+    tokens = cfg.max_iters * cfg.batch_size * m.block_size
+    ours = [f"{m.n_layer} × {m.n_head}, {m.n_embd}", f"{m.block_size} characters",
+            f"{cfg.max_iters:,} iterations × {cfg.batch_size * m.block_size:,} tokens ≈ {tokens / 1e6:.1f} M tokens",
+            f"{m.dropout:g}", f"{n_base} for the baseline, {n_var} per variant"]
+    lines = ["| | the original study | this book |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {orig} | {mine} |" for (name, orig), mine in zip(SCALE_ROWS, ours)]
+    for tag, orig in ORIGINAL.items():
+        if tag not in t.index:
+            continue
+        r = t.loc[tag]
+        diff = "" if pd.isna(r.get("diff")) else f" ({r['diff']:+.3f}, {r.verdict})".replace("-", "−")
+        label = "baseline's best val loss" if tag == "baseline" else tag
+        lines.append(f"| {label} | {orig} | {r['mean']:.3f} ± {r['std']:.3f}{diff} |")
+    return "\n".join(lines)
