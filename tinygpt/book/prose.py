@@ -116,10 +116,10 @@ def signal_line(sig, change_cols=("gate change", "f_bias", "f_loc"), ref="attent
     ratios = {c: (sig[c] / sig[ref]).mean() for c in change_cols if c in sig}
     said = ", ".join(f"{c} {r:.2f}×" for c, r in ratios.items())
     biggest = max(ratios, key=ratios.get)
-    size = "small" if ratios[biggest] < 0.25 else "comparable" if ratios[biggest] < 1 else "larger"
+    r = ratios[biggest]
+    size = "small next to" if r < 0.25 else "comparable to" if r < 1 else "larger than"
     return (f"- structure_embedding's changes to the residual stream, each as a share of the attention output's size "
-            f"(RMS, mean over layers): {said}. The largest, {biggest}, is {size} "
-            f"{'next to' if size != 'larger' else 'than'} the attention output")
+            f"(RMS, mean over layers): {said}. The largest, {biggest}, is {size} the attention output")
 
 
 # ----------------------------------------------------------------------------- chapter 5
