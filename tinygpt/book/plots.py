@@ -397,7 +397,7 @@ def structure_features(feats, H, layers, position_axis_label="position in the se
     return fig
 
 
-def signal_sizes(sig, ax=None, title="structure_embedding: what each signal adds to the residual stream (seed 0)"):
+def signal_sizes(sig, ax=None, title="structure_embedding (seed 0): additions to the stream"):
     """RMS per layer of the additive changes structure_embedding makes, beside the attention output's own."""
     ax = ax or plt.gca()
     cols = [c for c in sig.columns if c != "layer"]
@@ -408,7 +408,7 @@ def signal_sizes(sig, ax=None, title="structure_embedding: what each signal adds
         colour = "0.35" if c == "attention output" else pal[k]
         ax.bar(x + (k - (len(cols) - 1) / 2) * w, sig[c], w, label=c, color=colour)
     ax.set_xticks(x, sig["layer"])
-    ax.set(xlabel="layer", ylabel="root mean square (stream units)", title=title)
+    ax.set(xlabel="layer", ylabel="RMS (stream units)", title=title)
     legend_beside(ax)
     return ax
 
