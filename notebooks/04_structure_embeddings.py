@@ -131,8 +131,8 @@ plt.show()
 
 # %% tags=["hide-input"]
 gap = regime.gap_over_training(load_histories(runs.path))
-fig, ax = plt.subplots(figsize=(6.0, 3.4))
-plots.gap_over_training(gap, ax, title="val loss minus the baseline's during training")
+fig, ax = plt.subplots(figsize=(6.6, 3.4))
+plots.gap_over_training(gap, ax)
 plt.show()
 display(Markdown(prose.gap_paragraph(gap)))
 

@@ -117,6 +117,14 @@ def heat_maps_without_colourbar(fig):
     return [] if has_cbar or not images else [f"{ax.get_title()!r}: no colourbar" for ax in images]
 
 
+def titles_overhang(fig):
+    """Axis titles wider than their axis by more than 10%: they run over the neighbouring labels."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    return [f"{ax.get_title()!r} is wider than its axis" for ax in fig.axes
+            if ax.get_title() and ax.title.get_window_extent(r).width > 1.1 * ax.bbox.width]
+
+
 def too_wide(fig):
     fig.canvas.draw()
     width = fig.get_tightbbox(fig.canvas.get_renderer()).width  # inches, legends outside the axes included
@@ -302,6 +310,11 @@ def test_integer_axes_have_whole_ticks(name):
 @pytest.mark.parametrize("name", FIGURES)
 def test_figure_fits_the_column(name):
     assert too_wide(FIGURES[name]()) == []
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_titles_fit_their_axes(name):
+    assert titles_overhang(FIGURES[name]()) == []
 
 
 @pytest.mark.parametrize("name", ["attention_grid", "gate_correlation"])

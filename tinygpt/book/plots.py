@@ -121,7 +121,7 @@ def train_val_curves(hist, tag, ax, title=None, legend=True):
     return ax
 
 
-def gap_over_training(gap, ax=None, title=None):
+def gap_over_training(gap, ax=None, title="difference to the baseline during training"):
     """Each tag's val loss minus the baseline's during training (mean, 95% Welch band), in the book's styles.
 
     gap: tinygpt.book.regime.gap_over_training(load_histories(...)).
@@ -133,7 +133,10 @@ def gap_over_training(gap, ax=None, title=None):
                            markers={t: style(t)["marker"] for t in tags})
     if title:
         ax.set_title(title)
-    legend_beside(ax)
+    handles, labels = ax.get_legend_handles_labels()
+    n = sorted(set(gap.n))
+    legend_beside(ax, handles=handles, labels=[lab.split(" (n=")[0] for lab in labels],
+                  title=f"n = {', '.join(map(str, n))} seeds")
     return ax
 
 
@@ -246,7 +249,7 @@ def gate_correlation(corr, variants, stats=("mean_distance", "std_distance", "me
 
 # ----------------------------------------------------------------------------- comparisons
 
-def differences(table, ax=None, title="best val loss minus the baseline's (95% Welch interval)", width=MATCH_WIDTH,
+def differences(table, ax=None, title="difference to the baseline (95% Welch)", width=MATCH_WIDTH,
                 runs=None, metric="val_loss_full"):
     """Dot and interval per variant, in its book colour; with `runs`, each seed as a small dot beside it.
 
@@ -397,7 +400,7 @@ def structure_features(feats, H, layers, position_axis_label="position in the se
     return fig
 
 
-def signal_sizes(sig, ax=None, title="structure_embedding (seed 0): additions to the stream"):
+def signal_sizes(sig, ax=None, title="structure_embedding: additions (seed 0)"):
     """RMS per layer of the additive changes structure_embedding makes, beside the attention output's own."""
     ax = ax or plt.gca()
     cols = [c for c in sig.columns if c != "layer"]
@@ -450,7 +453,7 @@ def probe_r2(r2, title="linear probes from the baseline's residual stream (mean 
     return fig
 
 
-def data_size(points, ax=None, title="difference to the baseline against data size (95% Welch)"):
+def data_size(points, ax=None, title="difference to the baseline by data size"):
     """points: rows (variant, train_tokens, diff, lo, hi)."""
     ax = ax or plt.gca()
     for v in dict.fromkeys(points.variant):
