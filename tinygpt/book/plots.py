@@ -12,7 +12,7 @@ House rules every function here keeps (tests/test_figures.py checks the first th
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from .results import MATCH_WIDTH
 
@@ -343,6 +343,7 @@ def cost_scatter(runs, bl, base, knob_colours, preset=""):
                         color=knob_colours[row.knob])
         ax.set(xlabel=xlabel, ylabel="best val loss (nats/char)")
     axes[0].set_xscale("log")
+    axes[0].xaxis.set_minor_formatter(NullFormatter())  # 2×10⁴, 3×10⁴, ... labels collide
     axes[0].set_title("best val loss vs parameter count")
     axes[1].set_title("best val loss vs training time")
     handles = [plt.Line2D([], [], color=b["color"], marker=b["marker"], ls="", label="baseline seeds")]
