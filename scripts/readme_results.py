@@ -43,6 +43,31 @@ def results_section(preset):
     return "\n".join(lines)
 
 
+def regime_section(preset):
+    """The regime table straight from the finished runs' files (results/<preset>/*+iters*/, *+ctx*/)."""
+    from tinygpt.book import regime
+    from tinygpt.book.results import verdict
+    reg = regime.load_regime(preset)
+    pts = regime.by_budget(reg, "val_loss_full") if len(reg) else []
+    if not len(pts):
+        return "_No regime runs yet: `python scripts/train_regime.py`._"
+    lines = [f"Difference to the baseline of the same budget (× the {preset} preset's iterations), best val loss "
+             "over the whole validation split, mean over seeds with its 95% Welch interval "
+             f"(from `results/{preset}/*+iters*/`; {len(reg)} runs):", "",
+             "| variant | budget | tokens seen | seeds (variant / baseline) | difference | 95% interval | verdict |",
+             "|---|---:|---:|---|---:|---|---|"]
+    for r in pts.sort_values(["variant", "budget"]).itertuples():
+        lines.append(f"| {r.variant} | {r.budget:g}× | {r.tokens / 1e6:.1f} M | {r.n} / {r.n_base} | {r.diff:+.4f} | "
+                     f"[{r.lo:+.4f}, {r.hi:+.4f}] | {verdict(r.lo, r.hi)} |")
+    ctx = regime.by_context(reg, "val_loss_full")
+    if len(ctx) and ctx.block_size.nunique() > 1:
+        lines += ["", "At a longer context (same budget and tokens per iteration):", "",
+                  "| variant | context | difference | 95% interval |", "|---|---:|---:|---|"]
+        lines += [f"| {r.variant} | {r.block_size} | {r.diff:+.4f} | [{r.lo:+.4f}, {r.hi:+.4f}] |"
+                  for r in ctx.sort_values(["variant", "block_size"]).itertuples()]
+    return "\n".join(lines)
+
+
 def speed_section():
     lines = []
     for path in sorted((ROOT / "results").glob("*/book_run.json")):
@@ -114,6 +139,7 @@ def main():
         record_book_run(args.record_book_run, f"{args.machine}, torch {torch.__version__}")
     readme = ROOT / "README.md"
     text = replace(readme.read_text(), "results", results_section(args.preset))
+    text = replace(text, "regime", regime_section(args.preset))
     readme.write_text(replace(text, "speed", speed_section()))
     print(f"updated {readme}")
 

@@ -30,6 +30,7 @@ class Capture:
     layers: list
     resid: list
     logits: torch.Tensor
+    idx: torch.Tensor | None = None  # (B, T) the tokens captured
 
 
 def unwrap(model):
@@ -70,4 +71,4 @@ def capture(model, idx):
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return Capture(layers=layers, resid=resid, logits=logits)
+    return Capture(layers=layers, resid=resid, logits=logits, idx=idx.detach())

@@ -419,7 +419,8 @@ def signal_sizes(sig, ax=None, title="structure_embedding: additions (seed 0)"):
 
 # ----------------------------------------------------------------------------- chapter 6's figures
 
-PROBE_COLOURS = {"resid+position": "tab:green", "resid": "tab:blue", "position": "tab:orange", "shuffled": "tab:gray"}
+PROBE_COLOURS = {"resid+position": "tab:green", "resid": "tab:blue", "position": "tab:orange",
+                 "token+position": "tab:purple", "random init": "tab:brown", "shuffled": "tab:gray"}
 
 
 def probe_r2(r2, title="linear probes from the baseline's residual stream (mean over heads)"):

@@ -145,15 +145,26 @@ def position_features(B, T, min_pos=0):
     return np.tile(np.eye(T - min_pos), (B, 1))
 
 
+def token_features(idx, vocab_size, min_pos=0):
+    """One-hot of the token at each query position ≥ min_pos: what a model knows with no context at all."""
+    t = np.asarray(idx)[:, min_pos:].reshape(-1)
+    return np.eye(vocab_size)[t]
+
+
 def _features(cap, layer, features, min_pos):
     B, T, _ = cap.resid[layer].shape
+    if features == "token+position":  # the control the stream must beat: no mixing between positions
+        if cap.idx is None:
+            raise ValueError("features='token+position' needs a capture that kept its tokens (cap.idx)")
+        return np.hstack([token_features(cap.idx.cpu(), cap.logits.shape[-1], min_pos),
+                          position_features(B, T, min_pos)])
     if features == "resid":
         return _resid_rows(cap.resid[layer], min_pos)
     if features == "position":
         return position_features(B, T, min_pos)
     if features == "resid+position":
         return np.hstack([_resid_rows(cap.resid[layer], min_pos), position_features(B, T, min_pos)])
-    raise ValueError(f"features must be 'resid', 'position' or 'resid+position' (got {features!r})")
+    raise ValueError(f"features must be 'resid', 'position', 'resid+position' or 'token+position' (got {features!r})")
 
 
 def _probe(X, Y, B, shuffle, seed):

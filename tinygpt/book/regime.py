@@ -2,7 +2,8 @@
 
     gap_over_training(histories)           # per tag and evaluation: mean difference to the baseline, 95% Welch
     gap_by_budget(runs, metric)            # per variant and budget (tokens seen): the same, from finished runs
-    fit_gap(points, at_tokens)             # gap = a + b·log2(tokens): slope per doubling, extrapolated with its interval
+    load_regime(preset); by_budget, by_context   # the regime experiment's runs and their differences
+    fit_gap(points, at_tokens)             # gap = a + b·log2(tokens): slope per doubling, extrapolated
     holm(pvalues)                          # Holm's step-down adjustment for many comparisons
 
 Every difference is a variant's mean minus the baseline's mean over seeds of the same budget, with
@@ -120,3 +121,109 @@ def plot_gap_over_training(gap, ax, colors=None, markers=None):
     ax.set(xlabel="iteration", ylabel="val loss − baseline's (nats/char)",
            title="difference to the baseline during training (mean, 95% Welch band)")
     return ax
+
+
+def load_regime(preset, root=None, variants=None):
+    """Finished runs of the regime experiment: the preset's own runs (1×), the longer budgets and the
+    longer context, one row each, with `budget` (× the preset's iterations), `tokens` seen and `kind`."""
+    from .experiments import Run
+    from .results import load_runs
+    from .study import BUDGETS, REGIME_VARIANTS, budget_runs, context_runs
+    variants = variants or REGIME_VARIANTS
+    planned = ([Run(preset, v, 0) for v in variants] + budget_runs(preset, variants, {k: 1 for k in BUDGETS})
+               + context_runs(preset, variants, 1))
+    df = load_runs(preset, root, tags={r.name for r in planned})
+    if df.empty:
+        return df
+    base_iters = planned[0].config().max_iters
+    df["budget"] = df.iters / base_iters
+    df["tokens_per_iter"] = [_tokens_per_iter(p) for p in df.path]
+    df["tokens"] = df.iters * df.tokens_per_iter
+    df["kind"] = ["context" if "+ctx" in t else "budget" for t in df.tag]
+    if "final_val_loss_full" not in df:
+        df["final_val_loss_full"] = np.nan
+    return df
+
+
+def _tokens_per_iter(run_dir):
+    from pathlib import Path
+
+    from ..checkpoint import read_json
+    c = read_json(Path(run_dir) / "config.json")
+    return c["batch_size"] * c["model"]["block_size"] * c["gradient_accumulation_steps"]
+
+
+def by_budget(regime, metric="val_loss_full", baseline="baseline"):
+    """gap_by_budget over the budget runs (context runs left out): one row per variant and budget."""
+    b = regime[regime.kind == "budget"].dropna(subset=[metric])
+    rows = gap_by_budget(b, metric, int(b.tokens_per_iter.iloc[0]), baseline) if len(b) else pd.DataFrame()
+    if len(rows):
+        rows["budget"] = rows.iters / b.iters.min()
+    return rows
+
+
+def by_context(regime, metric="val_loss_full", baseline="baseline"):
+    """Per variant: its difference to the baseline at the preset's context and at the longer one (1× budget)."""
+    one = regime[regime.budget == 1]
+    rows = []
+    for _, g in one.groupby("kind"):
+        base = g[g.variant == baseline][metric]
+        for v, gv in g[g.variant != baseline].groupby("variant"):
+            if len(gv) >= 2 and len(base) >= 2:
+                w = welch(gv[metric], base)
+                rows.append({"variant": v, "block_size": int(gv.block_size.iloc[0]), "diff": w["diff"],
+                             "lo": w["lo"], "hi": w["hi"], "p": _welch_p(gv[metric], base), "n": len(gv),
+                             "n_base": len(base)})
+    return pd.DataFrame(rows)
+
+
+def plot_gap_by_tokens(points, regime, metric, ax, colors=None, markers=None, target=None):
+    """Each variant's difference to the baseline against tokens seen (log), 95% Welch bars, and each seed's
+    difference to the baseline's mean as a dot beside its mean; `target` marks the original's tokens."""
+    for i, (v, g) in enumerate(points.groupby("variant", sort=False)):
+        g = g.sort_values("tokens")
+        kw = {"color": (colors or {}).get(v), "marker": (markers or {}).get(v, "o")}
+        shift = 1.06 ** (i - 1)  # side by side, so bars and dots do not hide each other
+        bars = ax.errorbar(g.tokens * shift, g["diff"], yerr=[g["diff"] - g.lo, g.hi - g["diff"]], capsize=3,
+                           label=v, **kw)
+        for _, r in g.iterrows():
+            seeds = regime[(regime.variant == v) & (regime.iters == r.iters) & (regime.kind == "budget")][metric]
+            ax.scatter([r.tokens * shift * 1.025] * len(seeds), seeds - r.base_mean, s=9, alpha=0.6,
+                       color=bars.lines[0].get_color(), zorder=3)
+    ax.axhline(0, color="k", lw=1)
+    if target:
+        ax.axvline(target, color="gray", ls="--", lw=1)
+        ax.annotate("the original's\ntokens seen", (target, ax.get_ylim()[1]), ha="right", va="top", fontsize=8,
+                    color="gray")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="tokens seen in training (log₂ scale)", ylabel="val loss − baseline's (nats/char)",
+           title="difference to the baseline against the training budget (95% Welch; dots: seeds)")
+    return ax
+
+
+def fit_power(points, at_tokens):
+    """The other extrapolation: |gap| = c·tokens^(−α), a gap that decays towards 0 and never crosses it.
+
+    Fitted by least squares on log|gap| (only where every point has the same sign); returns α and the
+    extrapolated gap. No interval: with 3–4 points it only shows how much the answer depends on the form.
+    """
+    d = points["diff"].to_numpy(float)
+    if len(d) < 2 or not (np.all(d < 0) or np.all(d > 0)):
+        return None
+    slope, inter = np.polyfit(np.log(points.tokens.to_numpy(float)), np.log(np.abs(d)), 1)
+    return {"alpha": -slope, "pred": float(np.sign(d[0]) * np.exp(inter + slope * np.log(at_tokens)))}
+
+
+def plain(obj):
+    """obj with numpy scalars turned into Python ones, recursively: ready for json.dumps."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj

@@ -116,7 +116,7 @@ def chapter_runs(chapter, params):
         return runs(preset, ["baseline"], p["n_seeds"]) + shape_runs(preset, both_ways=p["both_ways"])
     if chapter == "06_why_it_matches":
         out = sum(comparison_runs(preset, ALL_NAMES, p["n_seeds"], p["baseline_seeds"]), [])
-        if p.get("regime", True):
+        if p.get("with_regime", True):
             budgets, ctx_seeds = regime_plan(preset)
             out += budget_runs(preset, REGIME_VARIANTS, budgets) + context_runs(preset, REGIME_VARIANTS, ctx_seeds)
         return out
@@ -125,7 +125,7 @@ def chapter_runs(chapter, params):
 
 def regime_plan(preset):
     """(budgets, context seeds) of the regime experiment; at the smoke preset one cheap seed of each."""
-    return ({2: 1}, 1) if preset == "smoke" else (BUDGETS, CONTEXT_SEEDS)
+    return ({2: 2}, 2) if preset == "smoke" else (BUDGETS, CONTEXT_SEEDS)
 
 
 ALL_NAMES = [v for v in VARIANTS if v != "baseline"] + list(CONTROLS)  # chapter 06's table
