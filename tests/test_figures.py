@@ -349,3 +349,5 @@ def test_every_variant_has_its_own_style():
     assert len({str(plots.STYLE[n]["color"]) for n in names}) == len(names), "two variants share a colour"
     assert plots.style("soft_window+iters4000") == plots.STYLE["soft_window"]
     assert plots.style("hard_window+frac0.25") == plots.STYLE["hard_window"]
+    colors, markers = plots.style_maps(["alibi", "soft_window+ctx256"])
+    assert colors["soft_window+ctx256"] == plots.STYLE["soft_window"]["color"] and markers["alibi"] == "o"
