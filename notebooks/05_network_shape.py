@@ -135,7 +135,7 @@ shown += [widest] if widest not in shown else []
 hist = load_histories(table.path)
 ncols = 2
 nrows = -(-len(shown) // ncols)
-fig, axes = plt.subplots(nrows, ncols, figsize=(8.6, 2.9 * nrows + 0.6), sharey=True, squeeze=False)
+fig, axes = plt.subplots(nrows, ncols, figsize=(8.2, 2.9 * nrows + 0.6), sharey=True, squeeze=False)
 gaps = table.groupby("tag").gap.mean()
 for ax, tag in zip(axes.flat, shown):
     n = hist[hist.tag == tag].seed.nunique()
