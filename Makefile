@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (see README):
 #   make book PRESET=cpu   install, prepare the data, execute every notebook, build the site
 #   make test              install, then run the test suite (what CI runs)
+# and one for readers: make lab (JupyterLab on working copies in work/).
 PRESET ?= cpu
 JOBS ?= 2
 VENV ?= .venv
@@ -15,6 +16,7 @@ $(PY):
 install: $(PY)
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[book,dev]" selenium
+	-git config filter.strip-outputs.clean "$(PY) scripts/strip_outputs.py" && git config filter.strip-outputs.smudge cat
 
 data: install
 	$(VENV)/bin/tinygpt prepare shakespeare_char shakespeare_complete
@@ -23,10 +25,15 @@ book: data
 	$(VENV)/bin/tinygpt book run --preset $(PRESET) --jobs $(JOBS)
 	$(VENV)/bin/tinygpt book build
 
+# JupyterLab on working copies (work/, git-ignored): edits, outputs and new runs never touch tracked files
+lab: install
+	$(PY) scripts/working_copy.py
+	TINYGPT_RESULTS=$(CURDIR)/work/results $(VENV)/bin/jupyter lab work/
+
 test: install
 	$(PY) -m pytest -q
 
 lint: install
 	$(VENV)/bin/ruff check tinygpt tests notebooks scripts
 
-.PHONY: install data book test lint
+.PHONY: install data book lab test lint

@@ -24,7 +24,7 @@
 # how widely each head looks back (the *attention structure* that chapters 3 and 4 feed back into
 # the network), and the seed-to-seed noise that every comparison has to beat.
 
-# %%
+# %% tags=["hide-input"]
 from IPython.display import Markdown, display
 
 import tinygpt
@@ -36,6 +36,19 @@ from tinygpt.data import load_dataset
 
 environment()
 plots.setup()
+
+# %% [markdown]
+# ## Parameters
+# The cell below is what papermill and `tinygpt book run --set` change. What each preset costs, on a 2-core CPU:
+# - `smoke`: a 2-layer model for a few dozen steps, seconds per chapter; its figures mean nothing.
+# - `cpu` (the default, what this site shows): this chapter trains 5 baseline runs of about 2.5 min each
+#   (≈ 13 min with `jobs=1`). **A fresh clone retrains them**: the repository keeps each run's losses
+#   (`results/cpu/`) but not its checkpoints, and this chapter's samples and attention maps need the
+#   checkpoints. The whole book's training at cpu took 55 min with two jobs (`results/cpu/book_run.json`).
+# - `gpu`: nanoGPT's own configuration, hours on a CPU; minutes per run on a GPU.
+#
+# To experiment without touching the repository, run `make lab` (see the README): it opens copies of
+# these notebooks, and writes any training into `work/results/`.
 
 # %% tags=["parameters"]
 preset = "cpu"  # smoke (seconds, for tests), cpu (nanoGPT's CPU config) or gpu (nanoGPT's shakespeare_char config)
@@ -50,8 +63,8 @@ study.check_parameters(preset, n_seeds=n_seeds, device=device)
 root = out_dir or None
 cfg = tinygpt.make_config(preset)
 m = cfg.model
-print(f"preset {preset!r}: {m.n_layer} layers, {m.n_head} heads, {m.n_embd} embedding, context {m.block_size}, "
-      f"batch {cfg.batch_size}, {cfg.max_iters} iterations, dropout {m.dropout}")
+print(f"preset {preset!r}: {m.n_layer} layers, {m.n_head} heads, {m.n_embd} embedding, context {m.block_size},")
+print(f"  batch {cfg.batch_size}, {cfg.max_iters} iterations, dropout {m.dropout}")
 
 # %% [markdown]
 # ## The data
@@ -82,17 +95,24 @@ table[["tag", "seed", "best_val_loss", "val_loss_full", "best_iter", "final_trai
        "device"]]
 
 # %% [markdown]
-# Training and validation loss over the run, mean over seeds with the min–max band. The gap between
-# the two curves is over-fitting; at the cpu preset (no dropout, 2000 iterations) it stays small.
+# Figure 1.1 shows the training and validation loss over the run, mean over seeds with the min–max
+# band. The gap between the two curves is over-fitting; at the cpu preset (no dropout, 2000
+# iterations) it stays small.
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 
 hist = load_histories(dirs)
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-plots.loss_curves(hist, axes[0], "train_loss", "training loss (baseline)")
-plots.loss_curves(hist, axes[1], "val_loss", "validation loss (baseline)")
+n = hist.seed.nunique()
+fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.3), sharey=True)
+plots.loss_curves(hist, axes[0], "train_loss", f"training loss (baseline, {n} seeds)", legend=False)
+plots.loss_curves(hist, axes[1], "val_loss", f"validation loss (baseline, {n} seeds)", legend=False)
+axes[1].set_ylabel("")
 plt.show()
+
+# %% [markdown]
+# **Figure 1.1.** The baseline's training (left) and validation (right) loss against iteration: mean over
+# seeds (line) and the range of the seeds (band). Both are the periodic estimates from a few random batches.
 
 # %% [markdown]
 # ## Samples
@@ -117,36 +137,50 @@ fig = plots.attention_grid(cap, layers, list(range(min(H, 4))), suptitle="baseli
 plt.show()
 
 # %% [markdown]
+# **Figure 1.2.** Attention weights of the first, a middle and the last layer (rows) and of up to four
+# heads (columns), on one sequence of validation text; one colour scale for all panels. A bright
+# diagonal is a head that looks at the current or previous character.
+
+# %% [markdown]
 # An explorer: pick a layer, a head and a query position to see that query's weights and its
-# structure. The rendered book shows the static rows above the sliders.
+# structure. The rendered book shows the static rows (Figure 1.3) above the sliders.
 
 # %%
 text = data.decode(idx[0])
 widgets.attention_explorer(model, text, data.itos, static_points=((0, 0), (L - 1, 0)))
 
 # %% [markdown]
+# **Figure 1.3.** The last query's attention over the keys before it, for head 0 of the first and of the last
+# layer, with how far back (mean ± spread, in tokens) it looks.
+
+# %% [markdown]
 # ## The baseline's attention structure
 # For each head: how far back it looks on average (`mean_distance`, tokens), how widely
 # (`std_distance`, tokens) and how strongly it fires (`mean_logit`), over the queries in the second
 # half of the context (where a head could look back at least half a context). These are the
-# quantities the structure variants compute explicitly.
+# quantities the structure variants compute explicitly (Figure 1.4).
 
 # %%
 half = cfg.model.block_size // 2
-fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-for ax, (field, unit) in zip(axes, [("mean_distance", "tokens"), ("std_distance", "tokens"), ("mean_logit", "logit")]):
-    plots.per_head(analysis.per_head(cap, field, half), ax, f"{field.replace('_', ' ')} per head", unit)
+panels = [(analysis.per_head(cap, field, half), f"{field.replace('_', ' ')} per head", unit)
+          for field, unit in [("mean_distance", "tokens"), ("std_distance", "tokens"), ("mean_logit", "logit")]]
+plots.per_head_grid(panels, suptitle="the baseline's attention structure (seed 0)")
 plt.show()
 dist = analysis.layer_means(analysis.per_head(cap, "mean_distance", half))
 for layer, row in enumerate(dist):
     print(f"layer {layer}: mean distance per head {[round(float(v), 1) for v in row]} tokens")
 
 # %% [markdown]
+# **Figure 1.4.** For each layer (x) and head (colour): how far back the head looks (top), how widely
+# (middle) and how strongly it fires (bottom), over the queries in the second half of the context of a
+# fixed validation batch. Boxes span the middle half of the queries, whiskers the rest (outliers hidden).
+
+# %% [markdown]
 # ## Seed-to-seed noise
 # The spread of the best validation loss over seeds is the floor under every comparison in this
 # book. With n seeds per arm, the 95% Welch interval of a difference is roughly ±t·s·√(2/n) wide.
 
-# %%
+# %% tags=["hide-input"]
 vals = table.val_loss_full
 noise = compare(table)
 display(noise[["tag", "n", "mean", "std"]])
@@ -154,16 +188,19 @@ display(noise[["tag", "n", "mean", "std"]])
 # %% [markdown]
 # ## Summary
 
-# %%
+# %% tags=["hide-input"]
+from tinygpt.book.prose import span_trend
+
 deepest = dist[-1].mean()
 first = dist[0].mean()
+how_far = {"longer": "further", "shorter": "less far", "about as long": "about as far"}[span_trend(first, deepest)]
 display(Markdown(
     f"- Preset **{preset}**: the baseline reaches a best validation loss of **{vals.mean():.4f} ± {vals.std():.4f}** "
     f"nats/char (mean ± std over {len(vals)} seeds; range {vals.min():.4f}–{vals.max():.4f}).\n"
     f"- Seed noise: a standard deviation of {vals.std():.4f} nats; any variant difference smaller than about "
     f"{2 * vals.std():.3f} nats cannot be told apart from it with a few seeds.\n"
     f"- Attention structure: heads of the first layer look back {first:.1f} tokens on average, those of the "
-    f"last layer {deepest:.1f} tokens ({'further' if deepest > first else 'less far'} in the last layer).\n"
+    f"last layer {deepest:.1f} tokens ({how_far} in the last layer).\n"
     f"- Training took {table.elapsed_s.median():.0f} s per run (median) at {table.tokens_per_s.median():,.0f} tokens/s "
     f"on {table.device.iloc[0]}."
 ))

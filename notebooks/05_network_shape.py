@@ -26,52 +26,30 @@
 # and what each change costs in parameters and training time. The baseline seeds are the ones
 # chapter 1 trained; they are re-used, not retrained.
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 from IPython.display import Markdown, display
 
 import tinygpt
-from tinygpt.book import plots, study
+from tinygpt.book import plots, prose, study
 from tinygpt.book.experiments import ensure_runs
 from tinygpt.book.notebook import environment
 from tinygpt.book.results import load_histories, load_runs
 
-
-# Helpers this chapter needs that tinygpt does not have yet (candidates for tinygpt.book.plots).
-def train_val_curves(hist, tag, ax, title=None):
-    """Training and validation loss of one tag against iteration: mean over seeds, min–max band."""
-    g = hist[hist.tag == tag].groupby("iter")
-    for split, colour in (("train_loss", "tab:blue"), ("val_loss", "tab:orange")):
-        m = g[split].mean()
-        ax.plot(m.index, m.values, color=colour, label=split.replace("_", " "))
-        ax.fill_between(m.index, g[split].min().values, g[split].max().values, color=colour, alpha=0.2)
-    ax.set(xlabel="iteration", ylabel="loss (nats/char)", title=title or tag)
-    ax.legend(fontsize="small")
-    return ax
-
-
-def knob_effect(ax, base_value, base_losses, values, losses, xlabel, title="", log=True):
-    """Best val loss against one knob's value: baseline seeds (mean ± std, band ±2 std) and one run per value."""
-    mu, sd = np.mean(base_losses), np.std(base_losses, ddof=1)
-    ax.axhspan(mu - 2 * sd, mu + 2 * sd, color="gray", alpha=0.15, label="baseline ± 2 std")
-    ax.scatter([base_value] * len(base_losses), base_losses, color="gray", s=12, label="baseline seeds")
-    ax.errorbar(base_value, mu, yerr=sd, fmt="s", color="k", capsize=4, label="baseline mean ± std")
-    xs = sorted([*values, base_value])
-    ys = [mu if x == base_value else losses[values.index(x)] for x in xs]
-    ax.plot(xs, ys, color="tab:blue", lw=1, alpha=0.6)
-    ax.scatter(values, losses, color="tab:blue", s=40, zorder=3, label="changed run (1 seed)")
-    if log:
-        ax.set_xscale("log", base=2)
-    ax.set_xticks(xs, [f"{x:g}" for x in xs])
-    ax.minorticks_off()
-    ax.set(xlabel=xlabel, ylabel="best val loss (nats/char)", title=title)
-    return ax
-
-
 environment()
 plots.setup()
+
+# %% [markdown]
+# ## Parameters
+# The cell below is what papermill and `tinygpt book run --set` change. What each preset costs, on a 2-core CPU:
+# - `smoke`: a 2-layer model for a few dozen steps, seconds; its figures mean nothing.
+# - `cpu` (the default, what this site shows): this chapter trains 5 changed shapes, one seed each, 1–3.5 min
+#   each (≈ 11 min with `jobs=1`; twice that with `both_ways=True`), and re-uses chapter 1's baseline. It reads
+#   only losses, so a fresh clone re-uses the committed results (`results/cpu/`) and trains nothing.
+# - `gpu`: nanoGPT's own configuration, hours on a CPU; minutes per run on a GPU.
+#
+# To experiment without touching the repository, run `make lab` (see the README): it opens copies of
+# these notebooks, and writes any training into `work/results/`.
 
 # %% tags=["parameters"]
 preset = "cpu"  # smoke (seconds, for tests), cpu (nanoGPT's CPU config) or gpu (nanoGPT's shakespeare_char config)
@@ -89,8 +67,8 @@ if n_seeds < 2:
 root = out_dir or None
 cfg = tinygpt.make_config(preset)
 m = cfg.model
-print(f"preset {preset!r}: {m.n_layer} layers, {m.n_head} heads, {m.n_embd} embedding, context {m.block_size}, "
-      f"batch {cfg.batch_size}, {cfg.max_iters} iterations, dropout {m.dropout}")
+print(f"preset {preset!r}: {m.n_layer} layers, {m.n_head} heads, {m.n_embd} embedding, context {m.block_size},")
+print(f"  batch {cfg.batch_size}, {cfg.max_iters} iterations, dropout {m.dropout}")
 
 # %% [markdown]
 # ## The runs
@@ -120,61 +98,59 @@ dirs = ensure_runs(planned, jobs=jobs, retrain=retrain, root=root, device=device
 
 # %%
 table = load_runs(preset, root, tags=["baseline", *knob_of])
-table = table[(table.tag != "baseline") | (table.seed < n_seeds)]
-table["gap"] = table.final_val_loss - table.final_train_loss
-bl = table[table.tag == "baseline"]
+runs, bl = prose.shape_table(table, knob_of, n_seeds)  # diff and z against the baseline seeds, in the design's order
+table = table[(table.tag != "baseline") | (table.seed < n_seeds)].assign(
+    gap=lambda t: t.final_val_loss - t.final_train_loss)
 mu, sd = bl.val_loss_full.mean(), bl.val_loss_full.std(ddof=1)
-runs = table[table.tag != "baseline"].copy()
-runs["knob"] = runs.tag.map(lambda t: knob_of[t][0])
-runs["value"] = pd.Series([knob_of[t][1] for t in runs.tag], index=runs.index, dtype=object)  # ints stay ints
-runs["diff"] = runs.val_loss_full - mu
-runs["z"] = runs["diff"] / sd
-runs = runs.set_index("tag").loc[list(knob_of)].reset_index()  # the design's order
 print(f"baseline: best val loss {mu:.4f} ± {sd:.4f} nats/char (mean ± std, {len(bl)} seeds); "
       f"gap {bl.gap.mean():+.4f}; {bl.params.iloc[0]:,} parameters")
 runs[["knob", "value", "seed", "val_loss_full", "diff", "z", "best_iter", "gap", "params", "elapsed_s"]].round(4)
 
 # %% [markdown]
-# Each panel is one knob: the baseline seeds (grey dots, mean ± std in black) at the preset's value
-# and the two changed runs (blue). A blue point outside the grey band (baseline mean ± 2 std) moved
-# the loss by more than seed noise plausibly can; lower is better.
+# Figure 5.1 has one panel per knob: the baseline seeds (grey dots, mean ± std in dark grey) at the
+# preset's value and the changed run of that knob (blue; two with `both_ways=True`). A blue point outside the
+# grey band (baseline mean ± 2 std) moved the loss by more than seed noise plausibly can; lower is better.
 
-# %%
-fig, axes = plt.subplots(1, len(KNOBS), figsize=(3.4 * len(KNOBS), 3.8), sharey=True)
-for ax, (knob, unit) in zip(axes, KNOBS.items()):
-    r = runs[runs.knob == knob]
-    knob_effect(ax, base[knob], bl.val_loss_full.to_numpy(), r.value.tolist(), r.val_loss_full.tolist(),
-                f"{knob} ({unit})", title=knob, log=knob != "dropout")
-    if ax is not axes[0]:
-        ax.set_ylabel("")
-axes[0].legend(fontsize="x-small", loc="best")
-fig.suptitle(f"best validation loss when one knob moves ({preset} preset)")
+# %% tags=["hide-input"]
+plots.knob_grid(KNOBS, base, bl.val_loss_full.to_numpy(), runs, preset=preset)
 plt.show()
 
 # %% [markdown]
-# ## Over-fitting
-# Training and validation loss against iteration for the baseline, the wider and the deeper network,
-# the dropout runs, and whichever run ends with the largest gap. Where the orange curve lifts away
-# above the blue one the network is learning the training text rather than the language; dropout is
-# the knob meant to close that gap.
+# **Figure 5.1.** Best validation loss against each knob's value (log scale except dropout), one knob per
+# panel: the baseline's seeds at the preset's value, with the band of ± 2 baseline standard deviations, and
+# each changed shape's single run.
 
-# %%
-up = {k: runs[(runs.knob == k) & (runs.value > base[k])].tag.tolist() for k in KNOBS}
-shown = ["baseline", *up["n_embd"], *up["n_layer"], *runs[runs.knob == "dropout"].tag]
+# %% [markdown]
+# ## Over-fitting
+# Training and validation loss against iteration (Figure 5.2) for the baseline, every shape whose
+# parameter count changed (the width and the depth), the dropout runs, and whichever run ends with the
+# widest gap. Where the solid validation curve lifts away above the dashed training curve, the network is
+# learning the training text rather than the language; dropout is the knob meant to close that gap.
+
+# %% tags=["hide-input"]
+resized = runs[runs.knob.isin(["n_embd", "n_layer"])].tag.tolist()
+shown = ["baseline", *resized, *runs[runs.knob == "dropout"].tag]
 widest = runs.loc[runs.gap.idxmax(), "tag"]
 shown += [widest] if widest not in shown else []
 hist = load_histories(table.path)
-ncols = 3
+ncols = 2
 nrows = -(-len(shown) // ncols)
-fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), sharey=True, squeeze=False)
+fig, axes = plt.subplots(nrows, ncols, figsize=(8.2, 2.9 * nrows + 0.6), sharey=True, squeeze=False)
 gaps = table.groupby("tag").gap.mean()
 for ax, tag in zip(axes.flat, shown):
     n = hist[hist.tag == tag].seed.nunique()
-    train_val_curves(hist, tag, ax, f"{tag} (n={n}): final gap {gaps[tag]:+.3f}")
+    plots.train_val_curves(hist, tag, ax, f"{tag} (n={n}): final gap {gaps[tag]:+.3f}")
 for ax in axes.flat[len(shown):]:
     ax.set_visible(False)
+for ax in axes[:, 1:].flat:
+    ax.set_ylabel("")
 fig.suptitle(f"training vs validation loss ({preset} preset); gap = final val − final train loss (nats/char)")
+plots.figure_legend(fig, axes, ncols=2)
 plt.show()
+
+# %% [markdown]
+# **Figure 5.2.** Training (dashed) and validation (solid) loss against iteration, mean over seeds with their
+# range, for the baseline and the shapes most likely to over-fit; each title gives the final gap.
 
 # %% [markdown]
 # ## What each shape costs
@@ -182,81 +158,22 @@ plt.show()
 # counts them) and against the training time of the run (right). Points down and to the left are
 # cheap and good. Heads, dropout and context leave the parameter count unchanged, so those runs
 # stack above the baseline's count. Times are wall-clock on a machine that may have been shared
-# with other jobs, so read them as rough.
+# with other jobs, so read them as rough (Figure 5.3).
 
-# %%
-fig, axes = plt.subplots(1, 2, figsize=(14, 4.6), sharey=True)
-colours = dict(zip(KNOBS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-pts = runs.sort_values("val_loss_full").reset_index(drop=True)
-pts["marker"] = ["^" if v > base[k] else "v" for k, v in zip(pts.knob, pts.value)]
-for ax, (col, xlabel) in zip(axes, [("params", "parameters (count, log scale)"),
-                                    ("elapsed_s", "training time per run (s)")]):
-    ax.scatter(bl[col], bl.val_loss_full, color="gray", marker="s", s=25, label="baseline seeds")
-    for i, row in pts.iterrows():  # label sides alternate down the loss axis so neighbours do not collide
-        ax.scatter(row[col], row.val_loss_full, color=colours[row.knob], marker=row.marker, s=50, zorder=3)
-        ax.annotate(f"{row.value:g}", (row[col], row.val_loss_full), fontsize=8, va="center",
-                    xytext=(-7 if i % 2 else 7, 0), textcoords="offset points", ha="right" if i % 2 else "left",
-                    color=colours[row.knob])
-    ax.set(xlabel=xlabel, ylabel="best val loss (nats/char)")
-handles = [plt.Line2D([], [], color="gray", marker="s", ls="", label="baseline seeds")]
-handles += [plt.Line2D([], [], color=c, marker="o", ls="", label=k) for k, c in colours.items()]
-handles += [plt.Line2D([], [], color="k", marker=m, ls="", label=f"knob {w} (label: value)")
-            for m, w in (("^", "raised"), ("v", "lowered"))]
-axes[0].set_xscale("log")
-axes[0].set_title("best val loss vs parameter count")
-axes[1].set(ylabel="", title="best val loss vs training time")
-axes[1].legend(handles=handles, fontsize="small", title="knob changed", title_fontsize="small", loc="upper left",
-               bbox_to_anchor=(1.01, 1))
-fig.suptitle(f"cost of each shape ({preset} preset)")
+# %% tags=["hide-input"]
+import seaborn as sns
+
+colours = dict(zip(KNOBS, sns.color_palette("dark", len(KNOBS))))  # knobs, not variants: a palette of their own
+plots.cost_scatter(runs, bl, base, colours, preset)
 plt.show()
+
+# %% [markdown]
+# **Figure 5.3.** Best validation loss against the parameter count (top) and the training time (bottom) of
+# every run: the baseline's seeds (grey squares) and each changed shape (colour: the knob; ▲ raised,
+# ▼ lowered; label: its value).
 
 # %% [markdown]
 # ## Summary
 
-# %%
-effect = runs.assign(absz=runs.z.abs()).sort_values("absz", ascending=False)
-per_knob = effect.drop_duplicates("knob")  # each knob's largest move
-top = per_knob.iloc[0]
-better, worse = runs[runs.z < -2], runs[runs.z > 2]
-matter = per_knob[per_knob.absz > 2].knob.tolist()
-quiet = per_knob[per_knob.absz <= 2].knob.tolist()
-best = runs.loc[runs.val_loss_full.idxmin()]
-drop = runs[runs.knob == "dropout"]
-rho = table[["params", "val_loss_full"]].corr(method="spearman").iloc[0, 1]
-relation = ("more parameters, lower loss" if rho < -0.5 else "more parameters, higher loss" if rho > 0.5
-            else "no clear relation")
-slow = runs.loc[runs.elapsed_s.idxmax()]
-
-
-def gz(gap):  # a final gap in standard deviations of the baseline seeds' gaps
-    return (gap - bl.gap.mean()) / bl.gap.std()
-
-
-def listing(df):
-    return ", ".join(f"{r.tag} ({r.diff:+.3f}, {r.z:+.1f} std)" for r in df.itertuples()) or "none"
-
-
-display(Markdown(
-    f"- Baseline ({preset} preset): best validation loss **{mu:.4f} ± {sd:.4f}** nats/char (mean ± std over "
-    f"{len(bl)} seeds). Every changed shape has **{runs.seed.nunique()} seed**, so each is judged by how many "
-    f"baseline standard deviations it lies from the baseline mean.\n"
-    f"- The knob that moved the best validation loss most is **{top.knob}**: {top.knob}={top.value:g} "
-    f"(baseline {base[top.knob]:g}) gives {top.val_loss_full:.4f}, {top['diff']:+.4f} nats ({top.z:+.1f} std). "
-    f"Knobs ranked by their largest move: "
-    f"{', '.join(f'{r.knob} ({r.z:+.1f} std)' for r in per_knob.itertuples())}.\n"
-    f"- Beyond 2 baseline std: better — {listing(better)}; worse — {listing(worse)}. "
-    f"{'Knobs that matter on this data: ' + ', '.join(matter) if matter else 'No knob moved the loss beyond 2 std'}"
-    f"{'; within seed noise: ' + ', '.join(quiet) if quiet else ''}.\n"
-    f"- The lowest best validation loss is **{best.tag}** at {best.val_loss_full:.4f} "
-    f"({'below' if best['diff'] < 0 else 'above'} the baseline mean by {abs(best['diff']):.4f} nats).\n"
-    f"- Over-fitting: the largest final gap (val − train) is {widest}'s, {gaps[widest]:+.3f} nats "
-    f"({gz(gaps[widest]):+.1f} std of the baseline's gap, which is {bl.gap.mean():+.3f} ± {bl.gap.std():.3f}). "
-    + " ".join(f"Dropout {r.value:g} (baseline {base['dropout']:g}) ends with a gap of {r.gap:+.3f} "
-               f"({gz(r.gap):+.1f} std) and a best val loss {r.diff:+.4f} nats ({r.z:+.1f} std) from the baseline's."
-               for r in drop.itertuples())
-    + "\n"
-    f"- Cost: across all runs the rank correlation between parameter count and best val loss is {rho:+.2f} "
-    f"({relation}). "
-    f"The slowest run, {slow.tag}, took {slow.elapsed_s:.1f} s, {slow.elapsed_s / bl.elapsed_s.median():.1f}× the "
-    f"baseline's median, for a best val loss {slow['diff']:+.4f} nats from the baseline mean."
-))
+# %% tags=["hide-input"]
+display(Markdown(prose.shape_summary(runs, bl, base, preset)))

@@ -9,6 +9,7 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,127 @@ def test_the_committed_book_builds_offline_and_passes(tmp_path):
     print(check_site.format_table(results))
     assert len(results) == len(CHAPTERS) + 1
     assert all(r.ok for r in results), check_site.format_table(results)
+
+
+# ----------------------------------------------------------------------------- what a reader sees: screenshots
+
+SHOT_WIDTHS = (1280, 800)  # a laptop window and a narrow one (the sidebar folds away)
+FIGURE_SHRINK = 1.15  # a figure drawn smaller than 1/1.15 of its pixels has labels below their intended size
+
+
+def _screenshot(url, path, width, height=1000):
+    """Debian's chromium, headless, as a reader's browser would draw the page."""
+    subprocess.run([check_site.CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--disable-dev-shm-usage", f"--user-data-dir={path.parent / 'profile'}",
+                    f"--window-size={width},{height}", f"--screenshot={path}", url],
+                   capture_output=True, timeout=180, check=True)
+    return path
+
+
+def _blank(png):
+    """True if nearly every pixel has the background's colour (a page that rendered nothing)."""
+    import numpy as np
+    from matplotlib.image import imread
+    img = (imread(png)[..., :3] * 255).astype(np.uint8).reshape(-1, 3)
+    colours, counts = np.unique(img, axis=0, return_counts=True)
+    return counts.max() / len(img) > 0.985 or len(colours) < 16
+
+
+LAYOUT_JS = """
+const doc = document.documentElement;
+const figs = Array.from(document.querySelectorAll('main img, article img, .bd-article img'))
+  .filter(i => i.naturalWidth > 0 && i.clientWidth > 0)
+  .map(i => [i.getAttribute('src'), i.naturalWidth, i.clientWidth]);
+return {overflow: doc.scrollWidth - doc.clientWidth, figures: figs};
+"""
+
+
+def page_layout(html_dir, pages, tmp_path):
+    """Per page and window width: a screenshot (blank or not), page-level horizontal overflow (px), and each
+    figure's natural and drawn width."""
+    server = check_site.serve(html_dir)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    out = {}
+    try:
+        driver, profile = check_site.start_browser()
+        try:
+            for width in SHOT_WIDTHS:
+                driver.set_window_size(width, 1000)
+                for page in pages:
+                    driver.get(f"{base}/{page}.html")
+                    driver.execute_script(check_site.JS["eager"])
+                    time.sleep(0.3)
+                    shot = _screenshot(f"{base}/{page}.html", tmp_path / f"{page}-{width}.png", width)
+                    out[page, width] = {"blank": _blank(shot), **driver.execute_script(LAYOUT_JS)}
+        finally:
+            driver.quit()
+            shutil.rmtree(profile, ignore_errors=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    return out
+
+
+def layout_problems(layout, check_figures=True):
+    problems = []
+    for (page, width), r in layout.items():
+        if r["blank"]:
+            problems.append(f"{page} at {width} px: the screenshot is blank")
+        if r["overflow"] > 1:
+            problems.append(f"{page} at {width} px: the page scrolls sideways by {r['overflow']} px")
+        if check_figures and width == SHOT_WIDTHS[0]:
+            for src, natural, drawn in r["figures"]:
+                if natural > FIGURE_SHRINK * drawn:
+                    problems.append(f"{page}: figure {src} is {natural} px wide, drawn at {drawn} px: "
+                                    f"its labels shrink to {drawn / natural:.0%}")
+    return problems
+
+
+@needs_browser
+def test_screenshots_of_a_standin_book(tmp_path):
+    """Screenshots of a built stand-in book are not blank, no page scrolls sideways, figures are drawn at size;
+    and the checks fail on a page made to break each of them."""
+    pytest.importorskip("jupyter_book")
+    site = tmp_path / "book"
+    site.mkdir()
+    for name in ("_config.yml", "references.bib"):
+        shutil.copy(REPO / "book" / name, site / name)
+    (site / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapter\n")
+    (site / "intro.md").write_text("# A stand-in book\n\nSome text, and a table:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    executed_chapter(site / "chapter.ipynb")
+    assert book.build(site, quiet=True) == 0
+    html = site / "_build" / "html"
+    layout = page_layout(html, ["intro", "chapter"], tmp_path)
+    assert layout_problems(layout) == []
+
+    # the same checks on pages that break them: blank, a 3000 px wide block, a 2400 px figure squeezed to 300
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig = plt.figure(figsize=(24, 2), dpi=100)
+    fig.savefig(bad / "wide.png")
+    (bad / "blank.html").write_text("<!DOCTYPE html><html><body></body></html>")
+    (bad / "wide.html").write_text('<!DOCTYPE html><html><body><div style="width:3000px">x</div></body></html>')
+    (bad / "shrunk.html").write_text('<!DOCTYPE html><html><body><main><p>text</p>'
+                                     '<img src="wide.png" style="width:300px"></main></body></html>')
+    problems = layout_problems(page_layout(bad, ["blank", "wide", "shrunk"], tmp_path))
+    assert any(p.startswith("blank ") and "screenshot is blank" in p for p in problems)
+    assert any(p.startswith("wide") and "sideways" in p for p in problems)
+    assert any(p.startswith("shrunk") and "labels shrink" in p for p in problems)
+
+
+@needs_browser
+@pytest.mark.skipif(not all((REPO / "book" / f"{c}.ipynb").exists() for c in CHAPTERS),
+                    reason="the committed book has no executed chapters yet (tinygpt book run)")
+def test_the_committed_book_as_a_reader_sees_it(tmp_path):
+    """Every page of the committed book: a non-blank screenshot, no sideways scrolling at 1280 and 800 px, and
+    every figure drawn at (nearly) its own size in the column, so its labels read as intended."""
+    from tinygpt.book import build
+    site = tmp_path / "book"
+    shutil.copytree(REPO / "book", site, ignore=shutil.ignore_patterns("_build", ".*"))
+    assert build(site, quiet=True) == 0
+    pages, _ = check_site.pages_to_check(site / "_build" / "html", site / "_toc.yml")
+    problems = layout_problems(page_layout(site / "_build" / "html", pages, tmp_path))
+    assert problems == [], "\n".join(problems)

@@ -12,6 +12,23 @@ def val_batch(data, block_size, batch=8, seed=0, device="cpu"):
     return x
 
 
+GATE_BATCH = dict(batch=8, seed=0)  # the one batch every chapter quotes gate ranges on (3, 6 and 7)
+
+
+def gate_batch(data, block_size, device="cpu"):
+    """The fixed validation batch on which the book measures gates, so that every chapter quotes the same range."""
+    return val_batch(data, block_size, device=device, **GATE_BATCH)
+
+
+def gate_range(gates):
+    """Summary of gate values {layer: (H, N)} (analysis.per_head(cap, "gate")): min, percentiles, max, and the
+    share of tokens whose gate is ≥ 1.5× or ≤ 1/1.5× the median."""
+    g = np.concatenate([np.asarray(v).ravel() for v in gates.values()])
+    med = np.median(g)
+    return {"min": g.min(), "p1": np.quantile(g, 0.01), "median": med, "p99": np.quantile(g, 0.99), "max": g.max(),
+            "share ≥ 1.5× or ≤ 1/1.5× of the median": np.mean((g >= 1.5 * med) | (g <= med / 1.5))}
+
+
 def per_head(cap, field, min_pos=0):
     """{layer: (H, N) array} of a capture field over batch and query positions ≥ min_pos.
 
