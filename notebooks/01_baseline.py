@@ -42,9 +42,9 @@ plots.setup()
 # The cell below is what papermill and `tinygpt book run --set` change. What each preset costs, on a 2-core CPU:
 # - `smoke`: a 2-layer model for a few dozen steps, seconds per chapter; its figures mean nothing.
 # - `cpu` (the default, what this site shows): this chapter trains 5 baseline runs of about 2.5 min each
-#   (≈ 13 min with `jobs=1`). **A fresh clone retrains them**: the repository keeps each run's losses
-#   (`results/cpu/`) but not its checkpoints, and this chapter's samples and attention maps need the
-#   checkpoints. The whole book's training at cpu took 55 min with two jobs (`results/cpu/book_run.json`).
+#   (≈ 13 min with `jobs=1`). The repository keeps each run's losses (`results/cpu/`) but not its
+#   checkpoints; this chapter's samples and attention maps read seed 0's model, so **a fresh clone retrains
+#   seed 0** (≈ 2.5 min) and re-uses the other seeds' losses. The whole book's training at cpu took 55 min with two jobs (`results/cpu/book_run.json`).
 # - `gpu`: nanoGPT's own configuration, hours on a CPU; minutes per run on a GPU.
 #
 # To experiment without touching the repository, run `make lab` (see the README): it opens copies of

@@ -48,9 +48,9 @@ plots.setup()
 # The cell below is what papermill and `tinygpt book run --set` change. What each preset costs, on a 2-core CPU:
 # - `smoke`: a 2-layer model for a few dozen steps, seconds; its figures mean nothing.
 # - `cpu` (the default, what this site shows): this chapter trains its 2 variants × 3 seeds, about 3 min each (
-#   about 17 min with `jobs=1`), and re-uses chapter 1's baseline. **A fresh clone retrains them**: the repository
-#   keeps each run's losses (`results/cpu/`) but not its checkpoints, which this chapter's figures of what the
-#   models learned need. The whole book's training at cpu took 55 min with two jobs
+#   about 17 min with `jobs=1`), and re-uses chapter 1's baseline. The repository keeps each run's losses
+#   (`results/cpu/`) but not its checkpoints; the figures of what the models learned read seed 0's models, so
+#   **a fresh clone retrains seed 0 of each variant** (≈ 3 min with `jobs=2`). The whole book's training at cpu took 55 min with two jobs
 #   (`results/cpu/book_run.json`).
 # - `gpu`: nanoGPT's own configuration, hours on a CPU; minutes per run on a GPU.
 #
