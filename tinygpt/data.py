@@ -125,6 +125,17 @@ def _sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+PATH_VARIABLES = ("TINYGPT_DATA_SOURCE", "TINYGPT_DATA_DIR", "TINYGPT_RESULTS")
+
+
+def absolute_path_env() -> None:
+    """Make the path variables above absolute, resolved against the current directory (where the command
+    started): notebook kernels run in notebooks/ and would read a relative path from there."""
+    for name in PATH_VARIABLES:
+        if os.environ.get(name):
+            os.environ[name] = os.path.abspath(os.path.expanduser(os.environ[name]))
+
+
 def _check_name(dataset: str) -> None:
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; valid names: {', '.join(DATASETS)}")
