@@ -49,8 +49,10 @@ def _interrupted(args, out):
 
 def cmd_train(args):
     from .checkpoint import folder_lock
+    from .device import resolve_device
     from .train import train
     cfg = presets.make_config(args.preset, **presets.parse_overrides(args.set))
+    resolve_device(cfg.device)  # a bad device fails before anything is written
     out = Path(args.out or f"out/{args.preset}-{cfg.model.variant}")
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite contradict each other: continue the run or replace it")
