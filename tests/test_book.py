@@ -263,3 +263,12 @@ def test_pretrain_trains_what_the_chapters_ask_for(tmp_path, no_thread_env):
     assert res["status"] == "ok", res["error"]
     assert sorted((tmp_path / "results" / "smoke").glob("*/seed*/metrics.json")) == done  # nothing new trained
     assert {p: p.stat().st_mtime_ns for p in done} == stamps  # nothing trained again
+
+
+def test_n_seeds_true_is_rejected():
+    """papermill's `-p n_seeds True` arrives as a bool, which Python counts as the int 1."""
+    from tinygpt.book import study
+    study.check_parameters("smoke", n_seeds=2)
+    for bad in (True, 0, 1.5):
+        with pytest.raises(ValueError, match=r"parameter n_seeds must be a positive integer \(got " + repr(bad)):
+            study.check_parameters("smoke", n_seeds=bad)
