@@ -21,7 +21,7 @@ data: install
 
 book: data
 	$(VENV)/bin/tinygpt book run --preset $(PRESET) --jobs $(JOBS)
-	$(VENV)/bin/tinygpt book build
+	$(VENV)/bin/tinygpt book build $(if $(filter-out cpu,$(PRESET)),--book-dir build/book-$(PRESET))
 
 test: install
 	$(PY) -m pytest -q
