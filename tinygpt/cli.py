@@ -191,7 +191,14 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from .data import absolute_path_env
-    absolute_path_env()  # a relative TINYGPT_DATA_SOURCE means "from here", also for kernels and workers
+    old = absolute_path_env()  # a relative TINYGPT_DATA_SOURCE means "from here", also for kernels and workers
+    try:
+        return _run(args)
+    finally:  # main() called in-process (tests) leaves the environment as it found it
+        os.environ.update(old)
+
+
+def _run(args):
     try:
         return args.fn(args) or 0
     except KeyboardInterrupt:  # Ctrl-C: one line, the shell's code for SIGINT, no traceback

@@ -128,12 +128,16 @@ def _sha256(path: str | os.PathLike) -> str:
 PATH_VARIABLES = ("TINYGPT_DATA_SOURCE", "TINYGPT_DATA_DIR", "TINYGPT_RESULTS")
 
 
-def absolute_path_env() -> None:
+def absolute_path_env() -> dict[str, str]:
     """Make the path variables above absolute, resolved against the current directory (where the command
-    started): notebook kernels run in notebooks/ and would read a relative path from there."""
+    started): notebook kernels run in notebooks/ and would read a relative path from there. Returns the
+    values it replaced."""
+    old = {}
     for name in PATH_VARIABLES:
         if os.environ.get(name):
+            old[name] = os.environ[name]
             os.environ[name] = os.path.abspath(os.path.expanduser(os.environ[name]))
+    return old
 
 
 def _check_name(dataset: str) -> None:
