@@ -92,7 +92,7 @@ def test_unknown_preset_fails_with_the_notebooks_message(tmp_path, no_thread_env
     results = book.run_notebooks("nope", notebooks_dir=src, out_dir=out, progress=False)
     assert [(r["notebook"], r["status"], r["error"]) for r in results] == [
         ("01_first", "FAILED", "ValueError: unknown preset 'nope'")]
-    assert (out / "01_first.ipynb").exists()
+    assert (out / "01_first.failed.ipynb").exists() and not (out / "01_first.ipynb").exists()
     assert book.run("nope", notebooks_dir=src, out_dir=out, progress=False) == 1
 
 
