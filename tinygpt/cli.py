@@ -57,7 +57,8 @@ def cmd_train(args):
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite contradict each other: continue the run or replace it")
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun, rank 0 guards the folder for all ranks
-        return train(cfg, out, resume=args.resume, progress=False)
+        train(cfg, out, resume=args.resume, progress=False)
+        return 0
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder: choose a folder path")
     with ExitStack() as stack:  # a lock per run folder: a second `train --out` into it fails at once
