@@ -41,7 +41,7 @@ def generate_text(model, itos, prompt="\n", num_samples=1, max_new_tokens=500, t
         out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen)
         return ["".join(itos[i] for i in row) for row in out.tolist()]
     # one step at a time through the same generator draws the same tokens; only the context the model
-    # sees (block_size tokens) is kept on the device, so a huge max_new_tokens streams in constant memory
+    # sees (block_size tokens) stays on the device, so a huge max_new_tokens neither grows it nor waits
     rows, block = [list(prompt) for _ in range(num_samples)], model.config.block_size
     for _ in range(max_new_tokens):
         idx = model.generate(idx[:, -block:], 1, temperature=temperature, top_k=top_k, generator=gen)
