@@ -328,3 +328,12 @@ def test_relative_source_is_resolved_and_shown_absolute(tmp_path, monkeypatch):
     where = tmp_path.parent / "nowhere" / "data"
     with pytest.raises(DataError, match=re.escape(f"raw text source {where} does not exist")):
         prepare("shakespeare_char", data_dir=tmp_path / "d")
+
+
+@needs_source
+def test_relative_source_from_a_kernel_in_notebooks_means_from_the_repository(tmp_path, monkeypatch):
+    """`papermill … --cwd notebooks` with the README's `TINYGPT_DATA_SOURCE=../shared/data`."""
+    repo = Path(data.__file__).resolve().parents[1]
+    monkeypatch.setenv("TINYGPT_DATA_SOURCE", os.path.relpath(SOURCE.resolve(), repo))
+    monkeypatch.chdir(repo / "notebooks")
+    assert prepare("shakespeare_char", data_dir=tmp_path).name == "shakespeare_char"

@@ -240,7 +240,11 @@ def _raw_text(dataset: str, source: str | os.PathLike | None) -> tuple[dict[str,
     """Verified raw texts of a data set by path in the shared folder, and where they were read from."""
     env = os.environ.get("TINYGPT_DATA_SOURCE")
     if source is not None or env:
-        root = Path(os.path.abspath(Path(source if source is not None else env).expanduser()))  # shown in errors
+        given = Path(source if source is not None else env).expanduser()
+        root = Path(os.path.abspath(given))  # shown in errors
+        repo = Path(os.path.abspath(Path(__file__).resolve().parents[1] / given))
+        if source is None and not root.exists() and repo.exists():  # the README's form, from a kernel that
+            root = repo  # runs elsewhere (papermill --cwd notebooks): it was meant from the repository root
         raw, where = _read_local(dataset, root), str(root)
     elif dataset == "shakespeare_char":
         raw, where = {_FILES[dataset][0]: _verified(_FILES[dataset][0], _download(_TINY_URL), _TINY_URL)}, _TINY_URL
