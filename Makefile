@@ -23,7 +23,7 @@ data: install
 
 book: data
 	$(VENV)/bin/tinygpt book run --preset $(PRESET) --jobs $(JOBS)
-	$(VENV)/bin/tinygpt book build
+	$(VENV)/bin/tinygpt book build $(if $(filter-out cpu,$(PRESET)),--book-dir build/book-$(PRESET))
 
 # JupyterLab on working copies (work/, git-ignored): edits, outputs and new runs never touch tracked files
 lab: install

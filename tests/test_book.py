@@ -5,6 +5,8 @@ kernel (papermill), so the notebooks are a few lines long.
 """
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -55,20 +57,23 @@ def test_run_injects_parameters_keeps_sources_and_survives_a_failure(tmp_path, c
              make_notebook(src, "02_broken", CHECK_PRESET, 'raise RuntimeError("boom\\nsecond line")'),
              make_notebook(src, "03_third", CHECK_PRESET, REPORT)]
     before = {p: p.read_bytes() for p in paths}
+    out.mkdir()
+    (out / "02_broken.ipynb").write_text('{"a good copy": "from an earlier run"}')
 
     rc = book.run("cpu", overrides=book.parse_sets(["extra=3"]), notebooks_dir=src, out_dir=out, progress=False)
 
     assert rc == 1  # one notebook failed
     assert {p: p.read_bytes() for p in paths} == before  # sources never written
-    assert sorted(p.name for p in out.iterdir()) == ["01_first.ipynb", "02_broken.ipynb", "03_third.ipynb",
-                                                     "_run_log.json"]  # no temporary files left
+    assert sorted(p.name for p in out.iterdir()) == ["01_first.ipynb", "02_broken.failed.ipynb", "02_broken.ipynb",
+                                                     "03_third.ipynb", "_run_log.json"]  # no temporary files left
+    assert "a good copy" in (out / "02_broken.ipynb").read_text()  # a failure never replaces a good copy
     for name in ("01_first", "03_third"):  # parameters injected, kernel ran in the notebooks folder
         text = outputs_text(out / f"{name}.ipynb")
         assert f"preset=cpu extra=3 threads={book.cpu_count()} cwd={src}" in text
         nb = nbformat.read(out / f"{name}.ipynb", as_version=4)
         assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
         assert "formats" not in nb.metadata.get("jupytext", {})  # no .py twin for executed copies
-    assert "boom" in outputs_text(out / "02_broken.ipynb")  # the failing copy is written, with its error
+    assert "boom" in outputs_text(out / "02_broken.failed.ipynb")  # the failing copy is written beside it
 
     printed = capsys.readouterr().out
     assert "02_broken  FAILED" in printed and "RuntimeError: boom" in printed and "second line" not in printed
@@ -87,7 +92,7 @@ def test_unknown_preset_fails_with_the_notebooks_message(tmp_path, no_thread_env
     results = book.run_notebooks("nope", notebooks_dir=src, out_dir=out, progress=False)
     assert [(r["notebook"], r["status"], r["error"]) for r in results] == [
         ("01_first", "FAILED", "ValueError: unknown preset 'nope'")]
-    assert (out / "01_first.ipynb").exists()
+    assert (out / "01_first.failed.ipynb").exists() and not (out / "01_first.ipynb").exists()
     assert book.run("nope", notebooks_dir=src, out_dir=out, progress=False) == 1
 
 
@@ -149,7 +154,7 @@ def test_cli_help_and_arguments(capsys):
                               "--kernel", "tiny", "--set", "n_seeds=2", "--set", "retrain=True"])
     assert (args.book_command, args.preset, args.notebooks, args.jobs, args.kernel, args.set) == (
         "run", "gpu", ["01", "03"], 3, "tiny", ["n_seeds=2", "retrain=True"])
-    assert args.fn is cli.cmd_book and args.out_dir == str(book.BOOK_DIR)
+    assert args.fn is cli.cmd_book and args.out_dir is None  # book/ at the published preset, else build/
     args = parser.parse_args(["book", "build", "--book-dir", "elsewhere", "--all"])
     assert (args.book_command, args.book_dir, args.all_pages, args.strict) == ("build", "elsewhere", True, False)
     for argv, words in ((["book", "--help"], ["run", "build"]),
@@ -163,6 +168,78 @@ def test_cli_help_and_arguments(capsys):
         assert all(w in text for w in words), (argv, text)
     with pytest.raises(SystemExit):  # an unknown preset is refused before anything runs
         parser.parse_args(["book", "run", "--preset", "huge"])
+
+
+def test_smoke_run_leaves_the_published_book_untouched(tmp_path, monkeypatch, capsys, no_thread_env):
+    src, published = tmp_path / "notebooks", tmp_path / "book"
+    make_notebook(src, "01_first", CHECK_PRESET, REPORT)
+    published.mkdir()
+    (published / "01_first.ipynb").write_text('{"the cpu chapter": 1}')
+    (published / "_run_log.json").write_text('{"notebooks": {}, "preset": "cpu"}')
+    (published / "_toc.yml").write_text("root: intro\n")
+    before = {p.name: p.read_bytes() for p in published.iterdir()}
+    monkeypatch.setattr(book, "BOOK_DIR", published)
+    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
+
+    rc = cli.main(["book", "run", "--preset", "smoke", "--notebooks-dir", str(src), "--no-progress"])
+
+    assert rc == 0
+    assert {p.name: p.read_bytes() for p in published.iterdir()} == before
+    smoke = tmp_path / "build" / "book-smoke"
+    assert "preset=smoke" in outputs_text(smoke / "01_first.ipynb")
+    assert json.loads((smoke / "_run_log.json").read_text())["preset"] == "smoke"
+    assert (smoke / "_toc.yml").read_text() == "root: intro\n"  # a book of its own: `book build --book-dir` it
+    assert f"executed copies go to {smoke}" in capsys.readouterr().err
+
+
+def test_unknown_notebook_parameter_is_an_error(tmp_path, capsys):
+    src = tmp_path / "notebooks"
+    make_notebook(src, "01_first", CHECK_PRESET)
+    rc = cli.main(["book", "run", "--preset", "smoke", "--set", "nosuch=1", "--notebooks-dir", str(src),
+                   "--out-dir", str(tmp_path / "site"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "unknown notebook parameter(s) nosuch (--set); the selected notebooks take: extra, preset" in err
+    assert not (tmp_path / "site").exists()  # refused before anything ran
+
+
+def executed(path, preset):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"parameters": {"preset": preset}}
+    nbformat.write(nb, path)
+
+
+def test_build_refuses_mixed_presets_and_a_smoke_book(tmp_path, monkeypatch, capsys):
+    for name in ("_config.yml", "_toc.yml"):
+        (tmp_path / name).write_text("{}\n")
+    executed(tmp_path / "01_a.ipynb", "cpu")
+    executed(tmp_path / "02_b.ipynb", "smoke")
+    executed(tmp_path / "02_b.failed.ipynb", "gpu")  # a failed run is not part of the book
+    assert site.build(tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "refused" in err and "different presets (cpu: 01_a; smoke: 02_b)" in err
+    executed(tmp_path / "01_a.ipynb", "smoke")
+    monkeypatch.setattr(site, "BOOK_DIR", tmp_path)  # a smoke book is refused where the published book lives
+    assert site.build(tmp_path) == 2
+    assert "smoke preset" in capsys.readouterr().err
+    assert set(site.chapter_presets(book.BOOK_DIR).values()) <= {"cpu"}  # the committed book is one preset
+
+
+def test_kernels_get_a_relative_data_source_resolved_where_the_command_started(tmp_path, monkeypatch,
+                                                                               no_thread_env):
+    """The README's `export TINYGPT_DATA_SOURCE=../shared/data`, while the kernels run in notebooks/."""
+    source = Path(os.environ.get("TINYGPT_DATA_SOURCE") or book.REPO_ROOT.parent / "shared" / "data").resolve()
+    if not (source / "tinyshakespeare" / "input.txt").is_file():
+        pytest.skip(f"no raw text at {source}")
+    src, start = tmp_path / "clone" / "notebooks", tmp_path / "clone"
+    make_notebook(src, "01_first", "from tinygpt.data import prepare\nprint('prepared in', prepare())")
+    monkeypatch.chdir(start)
+    monkeypatch.setenv("TINYGPT_DATA_SOURCE", os.path.relpath(source, start))
+    monkeypatch.setenv("TINYGPT_DATA_DIR", str(tmp_path / "data"))
+    rc = cli.main(["book", "run", "--preset", "smoke", "--notebooks", "01", "--notebooks-dir", str(src),
+                   "--out-dir", str(tmp_path / "site"), "--no-progress"])
+    assert rc == 0, outputs_text(tmp_path / "site" / "01_first.failed.ipynb")
+    assert f"prepared in {tmp_path / 'data' / 'shakespeare_char'}" in outputs_text(tmp_path / "site" / "01_first.ipynb")
 
 
 def test_build_needs_a_book_folder(tmp_path):
@@ -186,3 +263,12 @@ def test_pretrain_trains_what_the_chapters_ask_for(tmp_path, no_thread_env):
     assert res["status"] == "ok", res["error"]
     assert sorted((tmp_path / "results" / "smoke").glob("*/seed*/metrics.json")) == done  # nothing new trained
     assert {p: p.stat().st_mtime_ns for p in done} == stamps  # nothing trained again
+
+
+def test_n_seeds_true_is_rejected():
+    """papermill's `-p n_seeds True` arrives as a bool, which Python counts as the int 1."""
+    from tinygpt.book import study
+    study.check_parameters("smoke", n_seeds=2)
+    for bad in (True, 0, 1.5):
+        with pytest.raises(ValueError, match=r"parameter n_seeds must be a positive integer \(got " + repr(bad)):
+            study.check_parameters("smoke", n_seeds=bad)

@@ -5,8 +5,11 @@ import io
 import json
 import os
 import re
+import select
+import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -140,6 +143,10 @@ def test_train_default_out_folder(capsys, tmp_path, monkeypatch):
     (["--set", "n_layer"], ["override 'n_layer' must look like key=value"]),
     (["--set", "dropout=1.5"], ["dropout must be in [0, 1)"]),
     (["--set", "variant=nosuch"], ["variant='nosuch' is unknown"]),
+    (["--set", "device=tpu"], ["device='tpu' is not a device torch knows"]),
+    (["--set", "weight_decay=-0.1"], ["weight_decay must be ≥ 0 (got -0.1)"]),
+    (["--set", "grad_clip=-1"], ["grad_clip must be ≥ 0 (got -1.0)"]),
+    (["--set", "warmup_iters=-5"], ["warmup_iters must be ≥ 0 (got -5)"]),
 ])
 def test_train_bad_overrides(capsys, tmp_path, argv, fragments):
     rc, _, err = run_main(capsys, "train", "--preset", "smoke", "--out", tmp_path / "run", "--no-progress", *argv)
@@ -152,6 +159,92 @@ def test_train_unknown_preset(capsys, tmp_path):
     rc, _, err = run_main(capsys, "train", "--preset", "nosuch", "--out", tmp_path)
     assert_clean_error(rc, err, "argument --preset: invalid choice: 'nosuch'")
     assert rc == 2
+
+
+# ---- run folders ----
+
+def short_train(out, *extra):
+    return ["train", "--preset", "smoke", "--set", "max_iters=4", "--set", "eval_interval=2", "--set", "eval_iters=1",
+            "--out", out, "--no-progress", *extra]
+
+
+def files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_train_refuses_a_folder_another_run_holds(capsys, tmp_path):
+    from tinygpt.checkpoint import folder_lock
+    out = tmp_path / "run"
+    with folder_lock(out):  # as a `tinygpt train --out run` still running holds it
+        rc, _, err = run_main(capsys, *short_train(out))
+    assert_clean_error(rc, err, "tinygpt train: error:", f"{out} is in use by another run")
+    assert sorted(files(out)) == [".lock"]  # nothing written
+
+
+def test_train_refuses_a_used_folder_without_resume_or_overwrite(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert run_main(capsys, *short_train(out))[0] == 0
+    before = files(out)
+    rc, _, err = run_main(capsys, *short_train(out, "--set", "n_layer=3"))
+    assert_clean_error(rc, err, f"--out {out} is not empty", "--resume", "--overwrite")
+    assert files(out) == before  # the finished run is intact: no new config.json beside the old metrics.json
+    (out / "notes.txt").write_text("mine")
+    rc, _, _ = run_main(capsys, *short_train(out, "--set", "n_layer=3", "--overwrite"))
+    assert rc == 0
+    assert json.loads((out / "config.json").read_text())["model"]["n_layer"] == 3
+    assert json.loads((out / "history.json").read_text())["config"]["model"]["n_layer"] == 3
+    assert (out / "notes.txt").read_text() == "mine"  # --overwrite removes the run's files, nothing else
+
+
+def test_train_resume_without_a_checkpoint_says_so(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    rc, _, err = run_main(capsys, *short_train(tmp_path / "empty", "--resume"))
+    assert_clean_error(rc, err, "--resume:", "holds no checkpoint (ckpt.pt)", "drop --resume")
+    assert sorted(files(tmp_path / "empty")) == [".lock"]  # did not start afresh
+
+
+def test_train_out_that_is_a_file_or_cannot_be_written(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    rc, _, err = run_main(capsys, *short_train(tmp_path / "file"))
+    assert_clean_error(rc, err, "tinygpt train: error:", "is a file, not a folder")
+    rc, _, err = run_main(capsys, *short_train(tmp_path / "file" / "run"))
+    assert_clean_error(rc, err, "tinygpt train: error:", "cannot write to --out")
+    if os.geteuid() != 0:  # root writes anywhere
+        (tmp_path / "ro").mkdir(mode=0o555)
+        rc, _, err = run_main(capsys, *short_train(tmp_path / "ro" / "run"))
+        assert_clean_error(rc, err, "cannot write to --out", "Permission denied")
+
+
+def default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a child of a background job may inherit SIGINT ignored
+
+
+def test_ctrl_c_during_train_prints_where_to_resume(capsys, tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "--preset", "smoke", "--set", "max_iters=100000", "--set", "eval_interval=5", "--out", str(out),
+            "--no-progress"]
+    p = subprocess.Popen([sys.executable, "-m", "tinygpt", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, preexec_fn=default_sigint)
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "history.json").is_file():  # the first checkpoint is written: training is under way
+            assert p.poll() is None and time.monotonic() < deadline, p.stderr.read() if p.poll() else "too slow"
+            time.sleep(0.2)
+        rc, _, err = run_main(capsys, *argv, "--resume")  # a second `train` into the same folder, meanwhile
+        assert_clean_error(rc, err, f"{out} is in use by another run")
+        p.send_signal(signal.SIGINT)
+        _, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(f"tinygpt train: interrupted; the last checkpoint is {out / 'ckpt.pt'} (iter ")
+    assert lines[0].endswith("; continue with: tinygpt train --preset smoke --set max_iters=100000 --set "
+                             f"eval_interval=5 --out {out} --resume")
+    torch.load(out / "ckpt.pt", weights_only=True)  # whole, and resumable
 
 
 # ---- sample ----
@@ -192,6 +285,58 @@ def test_sample_prompt_outside_vocabulary(capsys, trained):
     out, _ = trained
     rc, _, err = run_main(capsys, "sample", "--ckpt", out / "best.pt", "--prompt", "caf\u00e9 \u20ac")
     assert_clean_error(rc, err, "outside the vocabulary", repr(["\u00e9", "\u20ac"]))
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--num-samples", 0], "--num-samples must be ≥ 1 (got 0)"),
+    (["--top-k", -5], "--top-k must be ≥ 0 (got -5)"),
+    (["--temperature", "nan"], "--temperature must be a positive number (got nan)"),
+    (["--max-new-tokens", -5], "--max-new-tokens must be ≥ 1 (got -5)"),
+    (["--device", "tpu"], "device='tpu' is not a device torch knows"),
+])
+def test_sample_bad_arguments(capsys, trained, argv, fragment):
+    out, _ = trained
+    rc, stdout, err = run_main(capsys, "sample", "--ckpt", out / "best.pt", *argv)
+    assert_clean_error(rc, err, "tinygpt sample: error:", fragment)
+    assert len(err.strip().splitlines()) == 1 and "corrupt" not in err and stdout == ""
+
+
+def test_sample_json_file_is_not_a_checkpoint(capsys, trained):
+    out, _ = trained
+    for trusted in ([], ["--trusted"]):
+        rc, _, err = run_main(capsys, "sample", "--ckpt", out / "metrics.json", *trusted)
+        assert_clean_error(rc, err, "metrics.json is not a checkpoint (a JSON file")
+        assert "corrupt" not in err
+
+
+def test_sample_streams_its_text_and_stops_on_ctrl_c(trained):
+    out, _ = trained
+    p = subprocess.Popen([sys.executable, "-m", "tinygpt", "sample", "--ckpt", str(out / "best.pt"),
+                          "--num-samples", "2", "--max-new-tokens", "1000000000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
+    try:
+        shown, deadline = b"", time.monotonic() + 180
+        while len(shown) < 50 and time.monotonic() < deadline:  # text arrives long before the last token
+            if select.select([p.stdout], [], [], 1)[0]:
+                shown += os.read(p.stdout.fileno(), 4096)
+        p.send_signal(signal.SIGINT)
+        _, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert len(shown) >= 50 and shown.startswith(b"\n")
+    assert p.returncode == 130 and "Traceback" not in stderr.decode()
+
+
+def test_streamed_text_equals_the_batch_text(trained):
+    from tinygpt.checkpoint import load
+    from tinygpt.sample import generate_text, vocabulary
+    out, _ = trained
+    model, itos = load(out / "best.pt"), vocabulary(torch.load(out / "best.pt", weights_only=True))
+    steps = []
+    streamed = generate_text(model, itos, "A", 3, 40, seed=5, stream=steps.append)
+    assert streamed == generate_text(model, itos, "A", 3, 40, seed=5)
+    assert len(steps) == 40 and ["A" + "".join(s[i] for s in steps) for i in range(3)] == streamed
 
 
 def test_sample_missing_checkpoint(capsys, tmp_path):
@@ -236,6 +381,12 @@ def test_bench_table(capsys):
     assert set(rows) == {"baseline", "soft_window"}
     assert rows["baseline"][2] == "1.00"
     assert float(rows["soft_window"][2]) > 0 and float(rows["soft_window"][1]) > 0
+
+
+@pytest.mark.parametrize("option", ["--iters", "--rounds"])
+def test_bench_zero_iterations_or_rounds(capsys, option):
+    rc, _, err = run_main(capsys, "bench", "--preset", "smoke", option, 0)
+    assert_clean_error(rc, err, "tinygpt bench: error:", f"{option} must be ≥ 1 (got 0)")
 
 
 def test_bench_bad_override(capsys):

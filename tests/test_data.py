@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import tarfile
 import urllib.error
 import urllib.request
@@ -268,7 +269,7 @@ def test_truncated_bin(tmp_path):
         f.truncate(1_000_000)
     for verify in (True, False):  # sizes are checked even without verify
         with pytest.raises(DataError, match=r"train.bin is truncated or corrupt: 1000000 bytes, meta.json says "
-                                            r"2007708; call tinygpt.data.prepare\('shakespeare_char', force=True\)"):
+                                            r"2007708; run `tinygpt prepare --force shakespeare_char`"):
             load_dataset("shakespeare_char", data_dir=tmp_path, verify=verify)
     prepare("shakespeare_char", data_dir=tmp_path)  # a damaged folder is rebuilt
     assert load_dataset("shakespeare_char", data_dir=tmp_path).train_tokens == 1_003_854
@@ -294,3 +295,45 @@ def test_corrupt_bin_of_the_right_size(tmp_path):
         (folder / "meta.json").write_text(text)
         with pytest.raises(DataError, match=r"meta.json is corrupt .* force=True"):
             load_dataset("shakespeare_char", data_dir=tmp_path)
+
+
+@needs_source
+def test_edited_vocabulary_is_caught_and_prepare_rebuilds_it(tmp_path):
+    folder = prepare("shakespeare_char", data_dir=tmp_path)
+    meta = json.loads((folder / "meta.json").read_text())
+    good = meta["chars"]
+    meta["chars"] = good[:20] + good[21] + good[20] + good[22:]  # two characters swapped: decodes "Citizan"
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"vocabulary .* differs .* `tinygpt prepare --force shakespeare_char`"):
+        load_dataset("shakespeare_char", data_dir=tmp_path)
+    prepare("shakespeare_char", data_dir=tmp_path)  # not "prepared" as it is: rebuilt from the raw text
+    assert load_dataset("shakespeare_char", data_dir=tmp_path).itos == list(good)
+
+
+@needs_source
+def test_prepare_restores_a_deleted_meta_pkl(tmp_path, monkeypatch):
+    import pickle
+    folder = prepare("shakespeare_char", data_dir=tmp_path)
+    want = (folder / "meta.pkl").read_bytes()
+    (folder / "meta.pkl").unlink()
+    monkeypatch.delenv("TINYGPT_DATA_SOURCE")  # restored from meta.json: no raw text needed
+    prepare("shakespeare_char", data_dir=tmp_path)
+    assert (folder / "meta.pkl").read_bytes() == want
+    assert pickle.loads(want)["itos"][0] == "\n"
+
+
+def test_relative_source_is_resolved_and_shown_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TINYGPT_DATA_SOURCE", "../nowhere/data")
+    where = tmp_path.parent / "nowhere" / "data"
+    with pytest.raises(DataError, match=re.escape(f"raw text source {where} does not exist")):
+        prepare("shakespeare_char", data_dir=tmp_path / "d")
+
+
+@needs_source
+def test_relative_source_from_a_kernel_in_notebooks_means_from_the_repository(tmp_path, monkeypatch):
+    """`papermill … --cwd notebooks` with the README's `TINYGPT_DATA_SOURCE=../shared/data`."""
+    repo = Path(data.__file__).resolve().parents[1]
+    monkeypatch.setenv("TINYGPT_DATA_SOURCE", os.path.relpath(SOURCE.resolve(), repo))
+    monkeypatch.chdir(repo / "notebooks")
+    assert prepare("shakespeare_char", data_dir=tmp_path).name == "shakespeare_char"

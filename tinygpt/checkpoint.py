@@ -4,9 +4,11 @@ A checkpoint is a dict with `model` (state dict), `model_args` (GPTConfig fields
 `best_val_loss` and `config`; ours add the optimizer and RNG states needed to resume bit for bit.
 """
 
+import fcntl
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,6 +18,40 @@ from .model import GPT, GPTConfig
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used, with the reason and what to do."""
+
+
+class FolderBusy(ValueError):
+    """Another process holds a run folder's lock."""
+
+
+@contextmanager
+def folder_lock(folder):
+    """Hold folder/.lock (an fcntl lock, released when the process dies) or fail at once if another holds it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusy(f"{folder} is in use by another run (it holds {folder / '.lock'}); wait for it to "
+                             "finish or choose another folder") from None
+        try:
+            yield folder
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _text_kind(path):
+    """'a JSON file' or 'a text file' when the file reads as text (torch files are zip archives or pickles)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        text = head.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not head or not all(c.isprintable() or c.isspace() for c in text):
+        return None
+    return "a JSON file" if text.lstrip()[:1] in ("{", "[") else "a text file"
 
 
 def _atomic(path, write):
@@ -56,6 +92,8 @@ def read_checkpoint(path, map_location="cpu", trusted=False):
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=not trusted)
     except Exception as e:  # a truncated zip, random bytes, or a pickle with foreign classes
+        if kind := _text_kind(path):  # a metrics.json or a log passed by mistake is not "corrupt"
+            raise CheckpointError(f"{path} is not a checkpoint ({kind}; use a run's ckpt.pt or best.pt)") from e
         hint = ("it holds objects other than tensors and plain values; if you trust the file, "
                 "pass trusted=True" if "Weights only load failed" in str(e)
                 else "the file is corrupt or truncated; re-run training or pick another checkpoint")

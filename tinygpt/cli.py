@@ -1,7 +1,12 @@
 """Command line: `tinygpt prepare | train | sample | bench | book` (also `python -m tinygpt`)."""
 
 import argparse
+import math
+import os
+import shlex
 import sys
+from contextlib import ExitStack
+from pathlib import Path
 
 from . import presets
 from .variants import VARIANTS
@@ -20,26 +25,99 @@ def cmd_prepare(args):
         print(f"prepared {name} in {path}")
 
 
+RUN_FILES = ("ckpt.pt", "best.pt", "history.json", "metrics.json", "config.json")  # what train() writes
+
+
+def _train_command(args, out, *flags):
+    sets = [a for kv in args.set or () for a in ("--set", kv)]
+    return shlex.join(["tinygpt", "train", "--preset", args.preset, *sets, "--out", str(out), *flags])
+
+
+def _interrupted(args, out):
+    """One line: where the last checkpoint is and the command that continues from it."""
+    if not (out / "ckpt.pt").is_file():
+        return (f"tinygpt train: interrupted before the first checkpoint; start again with: "
+                f"{_train_command(args, out, '--overwrite')}")
+    try:
+        from .checkpoint import read_json
+        at = f" (iter {read_json(out / 'history.json')['evals'][-1]['iter']})"
+    except (OSError, ValueError, KeyError, IndexError):
+        at = ""
+    return (f"tinygpt train: interrupted; the last checkpoint is {out / 'ckpt.pt'}{at}; continue with: "
+            f"{_train_command(args, out, '--resume')}")
+
+
 def cmd_train(args):
+    from .checkpoint import folder_lock
+    from .device import resolve_device
     from .train import train
     cfg = presets.make_config(args.preset, **presets.parse_overrides(args.set))
-    out = args.out or f"out/{args.preset}-{cfg.model.variant}"
-    train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    resolve_device(cfg.device)  # a bad device fails before anything is written
+    out = Path(args.out or f"out/{args.preset}-{cfg.model.variant}")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: continue the run or replace it")
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun, rank 0 guards the folder for all ranks
+        train(cfg, out, resume=args.resume, progress=False)
+        return 0
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: choose a folder path")
+    with ExitStack() as stack:  # a lock per run folder: a second `train --out` into it fails at once
+        try:
+            stack.enter_context(folder_lock(out))
+        except OSError as e:
+            raise ValueError(f"cannot write to --out {out} ({e.strerror or e}): choose a folder you can write to") \
+                from None
+        used = sorted(p.name for p in out.iterdir() if p.name != ".lock")
+        if args.resume and not (out / "ckpt.pt").is_file():
+            raise ValueError(f"--resume: {out} holds no checkpoint (ckpt.pt) to continue from; "
+                             "drop --resume to start a new run")
+        if used and not args.resume:
+            if not args.overwrite:
+                raise ValueError(f"--out {out} is not empty ({', '.join(used[:5])}): add --resume to continue "
+                                 "its run, --overwrite to replace it, or choose another folder")
+            for name in RUN_FILES:  # only the run's own files; anything else in the folder stays
+                (out / name).unlink(missing_ok=True)
+        try:
+            train(cfg, out, resume=args.resume, progress=not args.no_progress)
+        except KeyboardInterrupt:
+            print(("\n" if not args.no_progress else "") + _interrupted(args, out), file=sys.stderr)
+            return 130
 
 
 def cmd_sample(args):
     from .sample import sample
+    for name, value in (("--num-samples", args.num_samples), ("--max-new-tokens", args.max_new_tokens)):
+        if value < 1:
+            raise ValueError(f"{name} must be ≥ 1 (got {value})")
+    if args.top_k < 0:
+        raise ValueError(f"--top-k must be ≥ 0 (got {args.top_k}); 0 samples among all characters")
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise ValueError(f"--temperature must be a positive number (got {args.temperature}); "
+                         "below 1 is sharper, above 1 more random")
     prompt = args.prompt.encode("latin-1", "backslashreplace").decode("unicode_escape")  # \n escapes; keeps é, €
+    started = []
+
+    def show(chars):  # the first sample appears as it is generated; the others (drawn alongside) follow it
+        if not started:
+            started.append(sys.stdout.write(prompt))
+        sys.stdout.write(chars[0])
+        sys.stdout.flush()
+
     texts = sample(args.ckpt, prompt=prompt, num_samples=args.num_samples,
                    max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k or None,
-                   seed=args.seed, device=args.device, trusted=args.trusted)
-    for text in texts:
+                   seed=args.seed, device=args.device, trusted=args.trusted, stream=show)
+    print()
+    print("---------------")
+    for text in texts[1:]:
         print(text)
         print("---------------")
 
 
 def cmd_bench(args):
     from .bench import bench, format_rows
+    for name, value, least in (("--iters", args.iters, 1), ("--rounds", args.rounds, 1), ("--warmup", args.warmup, 0)):
+        if value < least:
+            raise ValueError(f"{name} must be ≥ {least} (got {value})")
     rows = bench(args.preset, "all" if "all" in args.variant else args.variant, iters=args.iters,
                  warmup=args.warmup, rounds=args.rounds, **presets.parse_overrides(args.set))
     print(f"preset {args.preset}, device {rows[0]['device']}, {rows[0]['threads']} threads, "
@@ -75,6 +153,8 @@ def build_parser():
                    help="override a config field, e.g. --set variant=soft_window --set n_layer=8 (repeatable)")
     s.add_argument("--out", help="run folder (default out/<preset>-<variant>)")
     s.add_argument("--resume", action="store_true", help="continue from the run folder's ckpt.pt")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace the run in a non-empty --out folder (without it, such a folder is refused)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_train)
 
@@ -111,9 +191,21 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from .data import absolute_path_env
+    old = absolute_path_env()  # a relative TINYGPT_DATA_SOURCE means "from here", also for kernels and workers
+    try:
+        return _run(args)
+    finally:  # main() called in-process (tests) leaves the environment as it found it
+        os.environ.update(old)
+
+
+def _run(args):
     try:
         return args.fn(args) or 0
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's code for SIGINT, no traceback
+        print(f"\ntinygpt {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, TypeError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"tinygpt {args.command}: error: {msg}", file=sys.stderr)
         return 2

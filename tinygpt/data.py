@@ -105,6 +105,12 @@ _FILES = {
     "shakespeare_complete": sorted(k for k in _SHA256 if k.startswith("shakespeare_complete/")),
 }
 _SPLITS = ("train", "val")
+# sha256 of each data set's vocabulary (meta.json's "chars", UTF-8): the raw sums above fix it, so a
+# meta.json whose characters were edited or reordered is caught without the raw text at hand
+_VOCAB_SHA256 = {
+    "shakespeare_char": "a2b8d01246933c0923ea2a7b46a1056f40c18710360097851369cdf7958fee95",
+    "shakespeare_complete": "1850180f5533f7aed5af6084ddccc5a8e6fd5905490c5e1e2c352c95e10cad92",
+}
 
 
 class DataError(ValueError):
@@ -117,6 +123,21 @@ def _sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+PATH_VARIABLES = ("TINYGPT_DATA_SOURCE", "TINYGPT_DATA_DIR", "TINYGPT_RESULTS")
+
+
+def absolute_path_env() -> dict[str, str]:
+    """Make the path variables above absolute, resolved against the current directory (where the command
+    started): notebook kernels run in notebooks/ and would read a relative path from there. Returns the
+    values it replaced."""
+    old = {}
+    for name in PATH_VARIABLES:
+        if os.environ.get(name):
+            old[name] = os.environ[name]
+            os.environ[name] = os.path.abspath(os.path.expanduser(os.environ[name]))
+    return old
 
 
 def _check_name(dataset: str) -> None:
@@ -219,7 +240,11 @@ def _raw_text(dataset: str, source: str | os.PathLike | None) -> tuple[dict[str,
     """Verified raw texts of a data set by path in the shared folder, and where they were read from."""
     env = os.environ.get("TINYGPT_DATA_SOURCE")
     if source is not None or env:
-        root = Path(source if source is not None else env).expanduser()
+        given = Path(source if source is not None else env).expanduser()
+        root = Path(os.path.abspath(given))  # shown in errors
+        repo = Path(os.path.abspath(Path(__file__).resolve().parents[1] / given))
+        if source is None and not root.exists() and repo.exists():  # the README's form, from a kernel that
+            root = repo  # runs elsewhere (papermill --cwd notebooks): it was meant from the repository root
         raw, where = _read_local(dataset, root), str(root)
     elif dataset == "shakespeare_char":
         raw, where = {_FILES[dataset][0]: _verified(_FILES[dataset][0], _download(_TINY_URL), _TINY_URL)}, _TINY_URL
@@ -243,6 +268,10 @@ def _split(dataset: str, texts: dict[str, str]) -> tuple[str, str, str]:
 
 # ---- prepared files: write, check ----
 
+def _force_hint(name: str) -> str:
+    return f"run `tinygpt prepare --force {name}` (or call tinygpt.data.prepare({name!r}, force=True))"
+
+
 def _read_meta(folder: Path) -> dict:
     name = folder.name
     try:
@@ -251,19 +280,20 @@ def _read_meta(folder: Path) -> dict:
             raise ValueError(f"no {', '.join(sorted(missing))}")
         if meta["dataset"] != name or len(meta["chars"]) != meta["vocab_size"]:
             raise ValueError("its fields disagree")
+        if hashlib.sha256(meta["chars"].encode("utf-8")).hexdigest() != _VOCAB_SHA256.get(name):
+            raise ValueError("its vocabulary (chars) differs from the raw text's: characters edited or reordered")
         return meta
     except FileNotFoundError:
         raise DataError(f"dataset {name!r} is not prepared in {folder.parent}: run `tinygpt prepare {name}` "
                         f"or call tinygpt.data.prepare({name!r})") from None
     except (ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{folder / 'meta.json'} is corrupt ({e!r}): call tinygpt.data.prepare({name!r}, "
-                        "force=True)") from None
+        raise DataError(f"{folder / 'meta.json'} is corrupt ({e!r}): {_force_hint(name)}") from None
 
 
 def _check_files(folder: Path, meta: dict, full: bool) -> None:
     """Sizes always (catches truncation, cheap); with `full`, sha256 and the largest token id too."""
     name = meta["dataset"]
-    fix = f"call tinygpt.data.prepare({name!r}, force=True) to rebuild it"
+    fix = f"{_force_hint(name)} to rebuild it"
     for split in _SPLITS:
         path = folder / f"{split}.bin"
         if not path.is_file():
@@ -277,6 +307,11 @@ def _check_files(folder: Path, meta: dict, full: bool) -> None:
             raise DataError(f"{path} is corrupt: sha256 {got}, meta.json says {meta['sha256'][split + '.bin']}; {fix}")
         if want and (top := int(np.memmap(path, dtype=np.uint16, mode="r").max())) >= meta["vocab_size"]:
             raise DataError(f"{path} is corrupt: token id {top} >= vocab_size {meta['vocab_size']}; {fix}")
+
+
+def _meta_pkl(chars: str) -> bytes:
+    itos = dict(enumerate(chars))
+    return pickle.dumps({"vocab_size": len(chars), "itos": itos, "stoi": {c: i for i, c in itos.items()}})
 
 
 def _is_prepared(folder: Path) -> bool:
@@ -295,7 +330,11 @@ def prepare(dataset: str = "shakespeare_char", source: str | os.PathLike | None 
     folder = _data_dir(data_dir) / dataset
     if not force and _is_prepared(folder):
         try:
-            _check_files(folder, _read_meta(folder), full=True)
+            meta = _read_meta(folder)
+            _check_files(folder, meta, full=True)
+            pkl = folder / "meta.pkl"  # nanoGPT's copy of the vocabulary: restore it when lost or stale
+            if not pkl.is_file() or pkl.read_bytes() != _meta_pkl(meta["chars"]):
+                _write_atomic(pkl, _meta_pkl(meta["chars"]))
             return folder
         except DataError:
             pass  # damaged: rebuild below
@@ -311,9 +350,7 @@ def prepare(dataset: str = "shakespeare_char", source: str | os.PathLike | None 
     folder.mkdir(parents=True, exist_ok=True)
     for fname, data in bins.items():
         _write_atomic(folder / fname, data)
-    itos = dict(enumerate(chars))
-    _write_atomic(folder / "meta.pkl", pickle.dumps({"vocab_size": len(chars), "itos": itos,
-                                                     "stoi": {c: i for i, c in itos.items()}}))
+    _write_atomic(folder / "meta.pkl", _meta_pkl(chars))
     meta = {
         "dataset": dataset, "vocab_size": len(chars), "chars": chars,
         "train_tokens": len(train), "val_tokens": len(val),

@@ -41,6 +41,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be ≥ 1 (got {getattr(self, name)})")
         if not 0 < self.data_fraction <= 1:
             raise ValueError(f"data_fraction must be in (0, 1] (got {self.data_fraction})")
+        for name in ("weight_decay", "grad_clip", "warmup_iters", "lr_decay_iters"):  # `not >=` also catches NaN
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be ≥ 0 (got {getattr(self, name)})")
         if self.learning_rate <= 0 or self.min_lr < 0:
             raise ValueError("learning_rate must be positive and min_lr non-negative")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):

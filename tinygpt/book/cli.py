@@ -26,9 +26,10 @@ def add_parser(subparsers, handler):
         "run", help="execute notebooks into executed copies in book/",
         description="Execute the source notebooks in notebooks/ with papermill, passing preset=PRESET and any "
                     "--set values as parameters, into executed copies book/<name>.ipynb (the sources are never "
-                    "modified; a copy is written also when its notebook fails). Kernels run in notebooks/. "
-                    "Prints a summary table and records the timings in book/_run_log.json. Exit status 0 only "
-                    "if every notebook ran without error.",
+                    "modified; a failed notebook goes to <name>.failed.ipynb and never replaces a good copy; a "
+                    "preset other than the published book's goes to build/book-PRESET/). Kernels run in "
+                    "notebooks/. Prints a summary table and records the timings in the folder's _run_log.json. "
+                    "Exit status 0 only if every notebook ran without error.",
     )
     try:
         from ..presets import PRESETS
@@ -48,8 +49,9 @@ def add_parser(subparsers, handler):
                         "each notebook trains its own runs, 01 first (the others reuse its baseline)")
     r.add_argument("--kernel", metavar="NAME",
                    help="Jupyter kernel to execute with (default: each notebook's own kernelspec, else python3)")
-    r.add_argument("--out-dir", default=str(BOOK_DIR), metavar="DIR",
-                   help="where the executed copies go (default: the repository's book/)")
+    r.add_argument("--out-dir", metavar="DIR",
+                   help="where the executed copies go (default: the repository's book/ at the published book's "
+                        "preset, cpu; build/book-PRESET/ at any other, so that a smoke run never replaces the book)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="another parameter for every notebook, as a Python literal (strings need no quotes; "
                         "true/false work): --set retrain=True --set max_iters=500 (repeatable)")

@@ -5,8 +5,10 @@
     tinygpt book build                                  # book/ -> book/_build/html; executes nothing
 
 Execution and rendering are separate steps. `run` never modifies the sources in notebooks/: it
-writes executed copies into book/ (atomically, also when a notebook fails) and records the timing
-of each notebook in book/_run_log.json. `build` renders whatever executed copies are there.
+writes executed copies into book/ (atomically; a failed notebook goes to <name>.failed.ipynb and
+never replaces a good copy) and records the timing of each notebook in book/_run_log.json. A preset
+other than the published book's (cpu) goes to build/book-<preset>/ instead. `build` renders the
+executed copies there, and refuses a book whose chapters mix presets or, in book/, are smoke runs.
 
 The functions below take `notebooks_dir` and `out_dir` / `book_dir` arguments (default: the
 repository's notebooks/ and book/), so that tests and scripts can point them elsewhere:
@@ -32,6 +34,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -44,6 +47,35 @@ BOOK_DIR = REPO_ROOT / "book"
 RUN_LOG = "_run_log.json"
 THREADS_ENV = "TINYGPT_TORCH_THREADS"
 DEFAULT_KERNEL = "python3"
+PUBLISHED_PRESET = "cpu"  # the committed book/ is executed at this preset (its _run_log.json's "preset")
+
+
+def published_preset(book_dir=None):
+    """The preset the published book folder holds: its run log's "preset", else PUBLISHED_PRESET."""
+    try:
+        return json.loads((Path(book_dir or BOOK_DIR) / RUN_LOG).read_text(encoding="utf-8")).get("preset") \
+            or PUBLISHED_PRESET
+    except (OSError, ValueError, AttributeError):
+        return PUBLISHED_PRESET
+
+
+def default_out_dir(preset):
+    """book/ for the published preset; build/book-<preset>/ for any other, so that a smoke run never
+    replaces the published chapters."""
+    return BOOK_DIR if preset == published_preset() else REPO_ROOT / "build" / f"book-{preset}"
+
+
+def check_overrides(paths, overrides):
+    """ValueError for a parameter no selected notebook declares (papermill would only warn, and run on)."""
+    import papermill
+
+    known = set()
+    for path in paths:
+        known |= set(papermill.inspect_notebook(str(path)))
+    unknown = sorted(set(overrides or {}) - known)
+    if known and unknown:
+        raise ValueError(f"unknown notebook parameter(s) {', '.join(unknown)} (--set); the selected notebooks "
+                         f"take: {', '.join(sorted(known))}")
 
 
 # ---------------------------------------------------------------------------- selecting notebooks
@@ -171,7 +203,8 @@ def execute_notebook(src, out_dir=None, parameters=None, kernel=None, cwd=None, 
     """Execute one notebook with papermill into out_dir/<name>.ipynb; the source is never written.
 
     papermill writes to a hidden temporary file in out_dir, which then replaces the executed copy
-    (os.replace, atomic) — also when the notebook fails, so that the copy shows the failing cell.
+    (os.replace, atomic). A failed execution goes to <name>.failed.ipynb beside it (it shows the
+    failing cell) and never replaces a good copy; a later success removes it.
     `threads` is exported as TINYGPT_TORCH_THREADS to the kernel. The working directory of the
     kernel is `cwd` (default: the source's folder). Never raises for a failing notebook: returns
     {notebook, status ("ok" or "FAILED"), seconds, started_at, error (first line), output, kernel}.
@@ -201,10 +234,13 @@ def execute_notebook(src, out_dir=None, parameters=None, kernel=None, cwd=None, 
         Path(tmp).unlink(missing_ok=True)
         raise
     result["seconds"] = round(time.perf_counter() - t0, 2)
+    failed = dest.with_suffix(".failed.ipynb")
     if os.path.getsize(tmp) > 0:
         _unpair(tmp)
-        os.replace(tmp, dest)
-        result["output"] = str(dest)
+        os.replace(tmp, failed if result["status"] != "ok" else dest)
+        result["output"] = str(failed if result["status"] != "ok" else dest)
+        if result["status"] == "ok":
+            failed.unlink(missing_ok=True)
     else:  # papermill failed before writing anything (say, an unreadable source)
         Path(tmp).unlink(missing_ok=True)
     return result
@@ -306,11 +342,15 @@ def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, note
     """
     from tqdm.auto import tqdm
 
+    from ..data import absolute_path_env
+
+    absolute_path_env()  # kernels start in notebooks/: a relative TINYGPT_DATA_SOURCE must not be read from there
     notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
-    out_dir = Path(out_dir or BOOK_DIR)
+    out_dir = Path(out_dir or default_out_dir(preset))
     if out_dir.resolve() == notebooks_dir.resolve():
         raise ValueError("out_dir must not be the notebooks folder: executed copies would replace the sources")
     paths = find_notebooks(notebooks_dir, select)
+    check_overrides(paths, overrides)
     parameters = {"preset": preset, **(overrides or {})}
     jobs = max(1, int(jobs))
     user_threads = os.environ.get(THREADS_ENV)
@@ -454,6 +494,7 @@ def write_run_log(results, preset, out_dir=None, overrides=None, jobs=1, timings
             started_at=r["started_at"], error=r["error"], parameters={"preset": preset, **(overrides or {})},
             kernel=r.get("kernel"), jobs=jobs, python=platform.python_version(), torch=torch_version, device=device)
     log["notebooks"] = dict(sorted(log["notebooks"].items()))
+    log["preset"] = preset  # the folder's preset: `book run` publishes into book/ only at book/'s own
     log["updated_at"] = _now()
     if timings:  # the whole command: wall clock and the shared training stage
         log["last_command"] = dict(preset=preset, jobs=jobs, parameters={"preset": preset, **(overrides or {})},
@@ -464,7 +505,19 @@ def write_run_log(results, preset, out_dir=None, overrides=None, jobs=1, timings
 
 def run(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=None, out_dir=None,
         progress=True, log_output=False):
-    """`tinygpt book run`: execute, print the summary table, write the run log. 0 only if all passed."""
+    """`tinygpt book run`: execute, print the summary table, write the run log. 0 only if all passed.
+
+    Without out_dir, a preset other than the published book's goes to build/book-<preset>/, with the
+    book's configuration beside it (`tinygpt book build --book-dir build/book-<preset>` renders it).
+    """
+    if out_dir is None and preset != published_preset():
+        out_dir = default_out_dir(preset)
+        print(f"preset {preset} is not the published book's ({published_preset()}): executed copies go to "
+              f"{out_dir} (pass --out-dir {BOOK_DIR} to publish them)", file=sys.stderr)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for p in BOOK_DIR.glob("*"):  # _config.yml, _toc.yml, intro.md, references.bib: a buildable book
+            if p.is_file() and p.suffix in (".yml", ".md", ".bib"):
+                shutil.copy2(p, out_dir / p.name)
     out_dir = Path(out_dir or BOOK_DIR)
     timings, t0 = {}, time.perf_counter()
     results = run_notebooks(preset, select=select, jobs=jobs, kernel=kernel, overrides=overrides,

@@ -1,5 +1,6 @@
 """`tinygpt book build`: render the executed notebooks with Jupyter Book 1.x, offline."""
 
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,37 @@ def missing_chapters(book_dir=None):
     return [n for n in names if not any((book_dir / (n + e)).exists() or (book_dir / n).is_file() for e in exts)]
 
 
+def chapter_presets(book_dir=None):
+    """{chapter: preset} of the executed notebooks in the book folder (papermill records the parameters)."""
+    out = {}
+    for path in sorted(Path(book_dir or BOOK_DIR).glob("*.ipynb")):
+        if path.name.startswith((".", "_")) or path.name.endswith(".failed.ipynb"):
+            continue
+        try:
+            preset = json.loads(path.read_text(encoding="utf-8"))["metadata"]["papermill"]["parameters"]["preset"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not executed by papermill: nothing to compare
+        out[path.stem] = preset
+    return out
+
+
+def preset_problem(book_dir=None):
+    """Why the book folder must not be rendered (chapters of several presets, or smoke in book/), else None."""
+    book_dir = Path(book_dir or BOOK_DIR).resolve()
+    presets = chapter_presets(book_dir)
+    by_preset = {}
+    for chapter, preset in presets.items():
+        by_preset.setdefault(preset, []).append(chapter)
+    if len(by_preset) > 1:
+        mix = "; ".join(f"{p}: {', '.join(c)}" for p, c in sorted(by_preset.items()))
+        return (f"the chapters in {book_dir} were executed at different presets ({mix}); run the odd ones again "
+                "with `tinygpt book run --preset <the book's preset> --notebooks ...`")
+    if "smoke" in by_preset and book_dir == Path(BOOK_DIR).resolve():
+        return (f"the chapters in {book_dir} were executed at the smoke preset, which is a check, not results; "
+                "run `tinygpt book run --preset cpu` (or gpu) before publishing")
+    return None
+
+
 def build(book_dir=None, all_pages=False, strict=False, quiet=False):
     """`tinygpt book build`: render book_dir with Jupyter Book into book_dir/_build/html (no execution).
 
@@ -49,6 +81,10 @@ def build(book_dir=None, all_pages=False, strict=False, quiet=False):
     book_dir = Path(book_dir or BOOK_DIR).resolve()
     if not (book_dir / "_config.yml").exists() or not (book_dir / "_toc.yml").exists():
         raise FileNotFoundError(f"{book_dir} has no _config.yml/_toc.yml: not a Jupyter Book folder")
+    problem = preset_problem(book_dir)
+    if problem:
+        print(f"tinygpt book build: refused: {problem}", file=sys.stderr)
+        return 2
     missing = missing_chapters(book_dir)
     if missing:
         print(f"warning: not in {book_dir} yet (left out of the site): {', '.join(missing)}; executed chapters "

@@ -20,7 +20,7 @@ def check_parameters(preset, variants=(), n_seeds=1, device="auto"):
     bad = [v for v in variants if v not in VARIANTS and v not in CONTROLS]
     if bad:
         raise ValueError(f"parameter variants has unknown names {bad}; valid: {', '.join([*VARIANTS, *CONTROLS])}")
-    if not isinstance(n_seeds, int) or n_seeds < 1:
+    if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:  # True is an int to Python
         raise ValueError(f"parameter n_seeds must be a positive integer (got {n_seeds!r})")
     if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
         raise ValueError(f"parameter device={device!r} is not one of auto, cpu, cuda")
