@@ -44,7 +44,8 @@ plots.setup()
 # - `cpu` (the default, what this site shows): this chapter trains 5 baseline runs of about 2.5 min each
 #   (≈ 13 min with `jobs=1`). The repository keeps each run's losses (`results/cpu/`) but not its
 #   checkpoints; this chapter's samples and attention maps read seed 0's model, so **a fresh clone retrains
-#   seed 0** (≈ 2.5 min) and re-uses the other seeds' losses. The whole book's training at cpu took 55 min with two jobs (`results/cpu/book_run.json`).
+#   seed 0** (≈ 2.5 min) and re-uses the other seeds' losses. The whole book's training at cpu took 55 min with two
+#   jobs (`results/cpu/book_run.json`).
 # - `gpu`: nanoGPT's own configuration, hours on a CPU; minutes per run on a GPU.
 #
 # To experiment without touching the repository, run `make lab` (see the README): it opens copies of

@@ -50,7 +50,8 @@ plots.setup()
 # - `cpu` (the default, what this site shows): this chapter trains its 2 variants × 3 seeds, about 3 min each (
 #   about 17 min with `jobs=1`), and re-uses chapter 1's baseline. The repository keeps each run's losses
 #   (`results/cpu/`) but not its checkpoints; the figures of what the models learned read seed 0's models, so
-#   **a fresh clone retrains seed 0 of each variant** (≈ 3 min with `jobs=2`). The whole book's training at cpu took 55 min with two jobs
+#   **a fresh clone retrains seed 0 of each variant** (≈ 3 min with `jobs=2`). The whole book's training at cpu took
+#   55 min with two jobs
 #   (`results/cpu/book_run.json`).
 # - `gpu`: nanoGPT's own configuration, hours on a CPU; minutes per run on a GPU.
 #

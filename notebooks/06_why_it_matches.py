@@ -37,7 +37,7 @@
 # Every number below is computed from the runs; the rules that turn numbers into verdicts are stated
 # before they are applied.
 
-# %%
+# %% tags=["hide-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -47,7 +47,7 @@ import torch
 from IPython.display import Markdown, display
 
 import tinygpt
-from tinygpt.book import analysis, plots, probes, regime, study
+from tinygpt.book import analysis, plots, probes, prose, regime, study
 from tinygpt.book.experiments import ensure_runs, load_run_model, results_root
 from tinygpt.book.notebook import environment
 from tinygpt.book.results import MATCH_WIDTH, load_histories, load_runs, verdict, welch
@@ -57,6 +57,16 @@ from tinygpt.train import full_val_loss
 
 environment()
 plots.setup()
+
+# %% [markdown]
+# ## Parameters
+# The cell below is what papermill and `tinygpt book run --set` change. What each preset costs, on a 2-core CPU:
+# - `smoke`: a 2-layer model for a few dozen steps, seconds; its figures mean nothing.
+# - `cpu` (the default, what this site shows): this chapter re-uses chapters 1–4's runs; its own runs (data
+#   sizes: 18 runs, ≈ 27 min with `jobs=2`; the regime experiment: 58 runs, hours) are committed in
+#   `results/cpu/` and only loaded. A fresh clone retrains the seed-0 models whose internals the probes and
+#   gate captures read (5 runs, ≈ 8 min with `jobs=2`).
+# - `gpu`: nanoGPT's own configuration, hours on a CPU; minutes per run on a GPU.
 
 # %% tags=["parameters"]
 preset = "cpu"  # smoke (seconds, for tests), cpu (nanoGPT's CPU config) or gpu (nanoGPT's shakespeare_char config)
@@ -113,10 +123,12 @@ table["verdict (Holm)"] = [v if v not in ("better", "worse") or ph < 0.05 else "
                            for v, ph in zip(table.verdict, table["p (Holm)"])]
 table.loc[~cmp, "verdict (Holm)"] = np.nan
 print(f"'matches' needs an interval narrower than {MATCH_WIDTH} nats that covers 0; {int(cmp.sum())} comparisons")
-display(table.round(4).astype(object).where(table.notna(), ""))
-fig, ax = plt.subplots(figsize=(9, 5))
+display(prose.comparison_table(table))
+fig, ax = plt.subplots(figsize=(7.6, 0.45 * len(table) + 1.8))
 plots.differences(table, ax, runs=runs)
 plt.show()
+plots.caption("6.1", "Each variant's best validation loss minus the baseline's, with its 95% Welch interval; small "
+              "dots are single seeds. The shaded band is how narrow an interval must be to count as 'matches'.")
 summary["table"] = table.to_dict("records")
 counts = table.verdict.value_counts().to_dict()
 holm_kept = table[cmp & (table.verdict != table["verdict (Holm)"])].tag.tolist()
@@ -135,20 +147,18 @@ display(Markdown(f"Holm's adjustment over the {int(cmp.sum())} comparisons "
 early = ["soft_window", "hard_window", "alibi", "key_importance"]
 hist = load_histories(runs[runs.tag.isin(["baseline"] + early)].path)
 gap_t = regime.gap_over_training(hist)
-fig, ax = plt.subplots(figsize=(8.5, 4.2))
-regime.plot_gap_over_training(gap_t, ax)
-ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+fig, ax = plt.subplots(figsize=(6.6, 3.4))
+plots.gap_over_training(gap_t, ax)
 plt.show()
+plots.caption("6.2", "The recency-biased variants minus the baseline at every evaluation of the preset's runs "
+              "(mean over seeds, 95% Welch band).")
 last_it = int(gap_t["iter"].max())
 marks = sorted({int(i) for i in gap_t["iter"]} & {last_it // 4, last_it // 2, last_it})
 gap_marks = gap_t[gap_t["iter"].isin(marks)].pivot(index="tag", columns="iter", values="diff")
 display(gap_marks.round(3))
-shrinks = [t for t in gap_marks.index if abs(gap_marks.loc[t, last_it]) < abs(gap_marks.loc[t, marks[0]])]
-display(Markdown(
-    f"Between iteration {marks[0]} and the last ({last_it}) the gap shrinks in magnitude for "
-    f"{len(shrinks)} of {len(gap_marks)} variants ({', '.join(shrinks) or 'none'}). A shrinking gap within one run "
-    "could also be the learning-rate schedule (every run ends at the same small rate); the next experiment "
-    "gives each budget its own complete schedule."))
+display(Markdown(prose.gap_paragraph(gap_t, checkpoints=tuple(marks[:-1]))
+                 + " A gap that shrinks within one run could also be the learning-rate schedule (every run ends at "
+                   "the same small rate); the next experiment gives each budget its own complete schedule."))
 
 # %% [markdown]
 # ### 2.2 Longer training
@@ -177,10 +187,13 @@ if len(budget_pts):
     budget_pts["p (Holm)"] = regime.holm(budget_pts.p)
     display(budget_pts[["variant", "budget", "tokens", "n", "n_base", "base_mean", "mean", "diff", "lo", "hi",
                         "verdict", "p (Holm)"]].round(4))
-    fig, ax = plt.subplots(figsize=(8.5, 4.5))
-    regime.plot_gap_by_tokens(budget_pts, reg, rmetric, ax, target=ORIGINAL_TOKENS)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    regime.plot_gap_by_tokens(budget_pts, reg, rmetric, ax, *plots.style_maps(budget_pts.variant.unique()),
+                              target=ORIGINAL_TOKENS)
+    plots.legend_beside(ax)
     plt.show()
+    plots.caption("6.3", "Each variant minus the baseline of the same budget, against the tokens seen (95% Welch "
+                  "intervals; dots are single seeds). The dashed line is the original study's budget.")
 fits = {}
 for v, g in budget_pts.groupby("variant") if len(budget_pts) else []:
     if g.budget.nunique() < 2:
@@ -235,15 +248,18 @@ display(Markdown(
 longest = reg[(reg.variant == "baseline") & (reg.kind == "budget")].budget.max()
 base_long = reg[(reg.variant == "baseline") & (reg.budget == longest) & (reg.kind == "budget")]
 h_long = load_histories(base_long.path)
-fig, ax = plt.subplots(figsize=(8.5, 4))
+fig, ax = plt.subplots(figsize=(6.4, 3.4))
 for split, ls in (("train_loss", "--"), ("val_loss", "-")):
     g = h_long.groupby("iter")[split]
-    ax.plot(g.mean().index, g.mean().values, ls, label=f"{split.replace('_', ' ')} (mean of {len(base_long)} seeds)")
-    ax.fill_between(g.mean().index, g.min().values, g.max().values, alpha=0.15)
+    ax.plot(g.mean().index, g.mean().values, ls, color=plots.style("baseline")["color"],
+            label=f"{split.replace('_', ' ')} (mean of {len(base_long)} seeds)")
+    ax.fill_between(g.mean().index, g.min().values, g.max().values, color=plots.style("baseline")["color"], alpha=0.15)
 ax.set(xlabel="iteration", ylabel="loss (nats/char)", ylim=(None, float(h_long.val_loss.quantile(0.5)) + 0.3),
        title=f"baseline at {longest:g}× the preset's iterations")
-ax.legend()
+plots.legend_beside(ax)
 plt.show()
+plots.caption("6.4", "The baseline's training (dashed) and validation (solid) estimates at the longest finished "
+              "budget; bands span the seeds.")
 v_mean = h_long.groupby("iter").val_loss.mean()
 rise = float(v_mean.iloc[-1] - v_mean.min())
 gen_gap = float((h_long.groupby("iter").val_loss.mean() - h_long.groupby("iter").train_loss.mean()).iloc[-1])
@@ -269,16 +285,17 @@ ctx = regime.by_context(reg, rmetric)
 if len(ctx):
     ctx["verdict"] = [verdict(lo, hi) for lo, hi in zip(ctx.lo, ctx.hi)]
     display(ctx.round(4))
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    for i, (_, g) in enumerate(ctx.groupby("variant")):
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for i, (v, g) in enumerate(ctx.groupby("variant")):
         for j, r in enumerate(g.sort_values("block_size").itertuples()):
-            ax.errorbar(i + 0.18 * (2 * j - 1), r.diff, yerr=[[r.diff - r.lo], [r.hi - r.diff]], fmt="os"[j],
-                        capsize=3, color=f"C{j}", label=f"context {r.block_size}" if i == 0 else None)
+            ax.errorbar(i + 0.18 * (2 * j - 1), r.diff, yerr=[[r.diff - r.lo], [r.hi - r.diff]], fmt="o",
+                        mfc=plots.style(v)["color"] if j else "white", color=plots.style(v)["color"], capsize=3)
     ax.set_xticks(range(ctx.variant.nunique()), sorted(ctx.variant.unique()))
     ax.axhline(0, color="k", lw=1)
     ax.set(ylabel="val loss − baseline's (nats/char)", title="difference to the baseline at two context lengths")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     plt.show()
+    plots.caption("6.5", f"Each variant minus the baseline at context {int(ctx.block_size.min())} (open markers) and "
+                  f"{int(ctx.block_size.max())} (filled), the same budget and tokens per iteration; 95% Welch intervals.")
     wide = ctx.pivot(index="variant", columns="block_size", values="diff")
     if wide.shape[1] == 2:
         short, long_ = wide.columns
@@ -464,9 +481,11 @@ size_table["tokens_seen"] = seen
 size_table["passes"] = seen / size_table.train_tokens
 display(size_table[["variant", "size", "train_tokens", "tokens_seen", "passes", "n", "diff", "lo", "hi"]].round(4))
 display(pd.DataFrame(slopes).T.round(4))
-fig, ax = plt.subplots(figsize=(8, 4))
+fig, ax = plt.subplots(figsize=(6.4, 3.6))
 plots.data_size(size_table, ax)
 plt.show()
+plots.caption("6.7", "The two variants closest to an improvement minus the baseline, against the size of the "
+              "training text at a fixed number of iterations (95% Welch).")
 if any(s["hi"] < 0 for s in slopes.values()):
     h2 = "supported"
 elif all(s["lo"] > -0.005 for s in slopes.values()):
@@ -482,22 +501,24 @@ print(f"hypothesis 2: {h2}")
 # training text. If the variants' advantage is a head start that matters while each character has
 # been seen only a few times, the two experiments should fall on one trend against passes.
 
-# %%
-fig, ax = plt.subplots(figsize=(8.5, 4.2))
+# %% tags=["hide-input"]
+fig, ax = plt.subplots(figsize=(6.4, 4.2))
 for i, v in enumerate(sorted(set(size_table.variant) | set(budget_pts.variant if len(budget_pts) else []))):
     d = size_table[size_table.variant == v]
-    ax.errorbar(d.passes, d["diff"], yerr=[d["diff"] - d.lo, d.hi - d["diff"]], fmt="o", color=f"C{i}", capsize=3,
-                label=f"{v}: data size varied")
+    ax.errorbar(d.passes, d["diff"], yerr=[d["diff"] - d.lo, d.hi - d["diff"]], fmt="o", color=plots.style(v)["color"],
+                capsize=3, label=f"{v}: data size varied")
     if len(budget_pts):
         b = budget_pts[budget_pts.variant == v]
         ax.errorbar(b.tokens / data.train_tokens, b["diff"], yerr=[b["diff"] - b.lo, b.hi - b["diff"]], fmt="s--",
-                    color=f"C{i}", capsize=3, mfc="white", label=f"{v}: training budget varied")
+                    color=plots.style(v)["color"], capsize=3, mfc="white", label=f"{v}: training budget varied")
 ax.axhline(0, color="k", lw=1)
 ax.set_xscale("log", base=2)
 ax.set(xlabel="passes over the training text (tokens seen / training tokens, log₂)",
        ylabel="val loss − baseline's (nats/char)", title="the variants' advantage against passes over the data")
-ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+plots.figure_legend(fig, ax, ncols=2)
 plt.show()
+plots.caption("6.8", "Both experiments against passes over the training text: circles vary the data size at a fixed "
+              "budget, squares the budget at a fixed data size (95% Welch).")
 
 # %% [markdown]
 # ## 5. The results that need explaining
@@ -511,16 +532,17 @@ t = table.set_index("tag")
 worse = t[t.verdict == "worse"].index.tolist()
 if worse:
     gap_w = regime.gap_over_training(load_histories(runs[runs.tag.isin(["baseline", *worse, "output_gate"])].path))
-    fig, ax = plt.subplots(figsize=(8.5, 4))
-    regime.plot_gap_over_training(gap_w, ax)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    fig, ax = plt.subplots(figsize=(6.6, 3.4))
+    plots.gap_over_training(gap_w, ax)
     plt.show()
-    ends = gap_w.groupby("tag").apply(lambda g: (g.sort_values("iter")["diff"].iloc[len(g) // 4],
-                                                 g.sort_values("iter")["diff"].iloc[-1]), include_groups=False)
-    display(Markdown("\n".join(
-        f"- **{tag}**: {a:+.3f} nats at a quarter of training, {b:+.3f} at the end: the deficit "
-        + ("shrinks" if abs(b) < abs(a) else "does not shrink") + " with training." for tag, (a, b) in ends.items()
-        if tag in worse)))
+    plots.caption("6.9", "The variants that are worse than the baseline, and output_gate for reference, minus the "
+                  "baseline during training (mean over seeds, 95% Welch band).")
+    final_train = runs.groupby("tag").final_train_loss.mean()
+    display(Markdown(prose.gap_paragraph(gap_w) + " On the training loss too: "
+                     + ", ".join(f"{w} ends at {final_train[w]:.3f}" for w in worse)
+                     + f" against the baseline's {final_train['baseline']:.3f}"
+                     + (", so the deficit is a cost in optimisation, not over-fitting."
+                        if all(final_train[w] > final_train["baseline"] for w in worse) else ".")))
 else:
     display(Markdown("No variant is worse than the baseline at this preset."))
 
@@ -533,37 +555,32 @@ else:
 mlp = {k: {c: float(t.loc[k, c]) for c in ("mean", "std", "diff", "ci_lo", "ci_hi")}
        for k in ("structure_mlp", "structure_mlp_prenorm")}
 display(pd.DataFrame(mlp).T.round(4))
-display(Markdown(
-    f"Here the post-norm form is {mlp['structure_mlp']['diff']:+.4f} nats from the baseline "
-    f"[{mlp['structure_mlp']['ci_lo']:+.4f}, {mlp['structure_mlp']['ci_hi']:+.4f}] and the pre-norm form "
-    f"{mlp['structure_mlp_prenorm']['diff']:+.4f} [{mlp['structure_mlp_prenorm']['ci_lo']:+.4f}, "
-    f"{mlp['structure_mlp_prenorm']['ci_hi']:+.4f}]: "
-    + ("neither interval shows the original's clear loss at this preset." if max(
-        mlp["structure_mlp"]["ci_lo"], mlp["structure_mlp_prenorm"]["ci_lo"]) <= 0 else
-       "at least one form is worse, as the original found.")))
+display(Markdown(prose.placement_line(table)))
 
 # %% [markdown]
 # **Gate magnitudes.** How far the learned gates move each head from its median gate (the log₂ of
 # gate / median: 1 means a factor 2 up), for structure_gate and its structure-free control
-# `output_gate`, on the same probe batch of validation text as every capture in this chapter.
+# `output_gate`, on `analysis.gate_batch`, chapter 3's batch, so that both chapters quote one range.
 
 # %%
-gate_caps = {tag: tinygpt.capture(load_run_model(path(tag)), idx) for tag in ("structure_gate", "output_gate")}
+idx_gate = analysis.gate_batch(data, T)
+gate_caps = {tag: tinygpt.capture(load_run_model(path(tag)), idx_gate) for tag in ("structure_gate", "output_gate")}
 gate_rows = []
 for tag, cap in gate_caps.items():
     g = np.concatenate([lc.gate.flatten().numpy() for lc in cap.layers])
     spread = np.log2(g / np.median(g))
-    gate_rows.append({"variant": tag, "min": g.min(), "max": g.max(), "std of log2(g/median)": spread.std(),
-                      "share beyond 2× either way": np.mean(np.abs(spread) >= 1)})
+    gate_rows.append({"variant": tag, **analysis.gate_range(analysis.per_head(cap, "gate")),
+                      "std of log2(g/median)": spread.std(), "share beyond 2× either way": np.mean(np.abs(spread) >= 1)})
 gates = pd.DataFrame(gate_rows)
 display(gates.round(4))
-fig, ax = plt.subplots(figsize=(8, 3.5))
+fig, ax = plt.subplots(figsize=(6.4, 3.4))
 for tag, cap in gate_caps.items():
     g = np.concatenate([lc.gate.flatten().numpy() for lc in cap.layers])
-    ax.hist(np.log2(g / np.median(g)), bins=60, alpha=0.6, label=tag, density=True)
+    ax.hist(np.log2(g / np.median(g)), bins=60, alpha=0.6, label=tag, density=True, color=plots.style(tag)["color"])
 ax.set(xlabel="log₂(gate / median gate)", ylabel="density", title="how far the gates move the heads (seed 0)")
-ax.legend()
+plots.legend_beside(ax)
 plt.show()
+plots.caption("6.10", "Distribution over heads and tokens of each gate relative to its median, on chapter 3's batch.")
 
 # %% [markdown]
 # **Do hard-window spans shrink where the baseline looks near?** For every token of the probe batch:
@@ -591,7 +608,7 @@ summary["ablations"] = {"structure_mlp": mlp, "gates": gates.to_dict("records"),
 # Each variant has a published relative that was shown to help at scale. What they found, and what
 # our runs say about this model.
 
-# %%
+# %% tags=["hide-input"]
 def said(tag):
     r = t.loc[tag]
     return f"{r['diff']:+.4f} nats [{r.ci_lo:+.4f}, {r.ci_hi:+.4f}], {r.verdict}"
@@ -605,28 +622,28 @@ def reads(tag):
 
 
 display(Markdown(f"""
-- **ALiBi** (Press et al. 2021, arXiv 2108.12409) replaces position embeddings by fixed per-head
+- **ALiBi** {{cite:p}}`press2022alibi` replaces position embeddings by fixed per-head
   linear distance penalties and extrapolates to longer contexts than trained on. Here it is added on
   top of learned position embeddings, at a fixed context, so extrapolation is not tested; what
   remains is a built-in preference for near keys, which {reads('alibi')}: `alibi` {said('alibi')};
   the query-dependent `soft_window` {said('soft_window')}. The probes above say how much of a head's
   look-back distance the baseline's stream already predicts (structure R² {struct[main]:.2f}).
-- **Adaptive Attention Span** (Sukhbaatar et al. 2019, arXiv 1905.07799) learns one span per head to
+- **Adaptive Attention Span** {{cite:p}}`sukhbaatar2019adaptive` learns one span per head to
   save memory and compute in character models with contexts of thousands of tokens, at equal loss.
   `learned_span` {said('learned_span')}; the query-dependent `hard_window` {said('hard_window')}.
   The savings need long contexts: chapter 2 measures how many tiles a block-sparse kernel would skip
   at our context of {T}.
-- **Forgetting Transformer** (Lin et al. 2025, arXiv 2503.02130) adds a data-dependent forget gate,
+- **Forgetting Transformer** {{cite:p}}`lin2025forgetting` adds a data-dependent forget gate,
   a learned, query- and key-dependent decay of the logits with distance, and reports gains in
   language modelling at hundreds of millions of parameters and long contexts. Our `soft_window` is
   the closest relative (a decay slope chosen by the query), and it {reads('soft_window')}:
   {said('soft_window')}.
-- **Gated Attention for LLMs** (Qiu et al. 2025, arXiv 2505.06708) finds that a sigmoid gate on each
+- **Gated Attention for LLMs** {{cite:p}}`qiu2025gated` finds that a sigmoid gate on each
   head's output improves 1.7 B-parameter models and removes attention sinks, benefits it reports
   with billions of tokens. Here the plain gate {reads('output_gate')} (`output_gate`
   {said('output_gate')}) and the structure-driven gate {reads('structure_gate')} (`structure_gate`
   {said('structure_gate')}); the gate magnitudes above show how far each moves its heads.
-- **Selective Attention** (Leviathan et al. 2024, arXiv 2410.02703) lets a token mask later tokens'
+- **Selective Attention** {{cite:p}}`leviathan2024selective` lets a token mask later tokens'
   attention to earlier ones, accumulated over the sequence, and improves perplexity and memory at
   scale. `key_importance` — a learned per-key logit offset carried across layers — is its closest
   relative here, and it {reads('key_importance')}: {said('key_importance')}. The original author
@@ -636,7 +653,7 @@ display(Markdown(f"""
 # %% [markdown]
 # ## Summary
 
-# %%
+# %% tags=["hide-input"]
 summary["verdict_counts"] = counts
 summary = regime.plain(summary)
 write_json(results_root(root) / preset / "summary.json", summary)

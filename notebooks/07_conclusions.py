@@ -23,11 +23,12 @@
 # the figure that shows it, then a discussion. Nothing here is trained; every number is read from
 # that file. Run chapter 6 first.
 
-# %%
+# %% tags=["hide-input"]
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tinygpt.book import plots, study
+import tinygpt
+from tinygpt.book import plots, prose, study
 from tinygpt.book.experiments import results_root
 from tinygpt.book.notebook import environment
 from tinygpt.checkpoint import read_json
@@ -35,11 +36,16 @@ from tinygpt.checkpoint import read_json
 environment()
 plots.setup()
 
+# %% [markdown]
+# ## Parameters
+# This page trains nothing: it reads `results/<preset>/summary.json`, which chapter 6 writes, and takes
+# seconds at any preset.
+
 # %% tags=["parameters"]
 preset = "cpu"  # the preset whose results to summarise: smoke, cpu or gpu
 out_dir = ""  # results folder; "" means the repository's results/
 
-# %%
+# %% tags=["hide-input"]
 study.check_parameters(preset)
 path = results_root(out_dir or None) / preset / "summary.json"
 if not path.exists():
@@ -49,16 +55,28 @@ s = read_json(path)
 table = pd.DataFrame(s["table"])
 
 # %% [markdown]
+# ## The two studies side by side
+# The original's reported numbers (`../shared/design/variants.md`) beside this book's at the preset above,
+# with the differences of scale.
+
+# %% tags=["hide-input"]
+display(Markdown(prose.original_vs_ours(table, tinygpt.make_config(s["preset"]),
+                                        int(table.loc[table.tag == "baseline", "n"].iloc[0]),
+                                        int(table[table.tag != "baseline"].n.min()))))
+
+# %% [markdown]
 # ## Did any variant beat the baseline?
 # Difference of each variant's best validation loss to the baseline's, with its 95% Welch interval
 # (chapter 6, section 1).
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 
-fig, ax = plt.subplots(figsize=(9, 4.5))
+fig, ax = plt.subplots(figsize=(7.6, 0.45 * len(table) + 1.8))
 plots.differences(table, ax, width=s["match_width"])
 plt.show()
+plots.caption("7.1", "Each variant's best validation loss minus the baseline's at the preset's budget, with its 95% "
+              "Welch interval.")
 counts = table.verdict.value_counts().to_dict()
 better = table[table.verdict == "better"].tag.tolist()
 display(Markdown(
@@ -72,7 +90,7 @@ display(Markdown(
 # Each cell is the verdict of section 1's rule for that variant against the baseline trained with the
 # same budget (× the preset's iterations) or context; the figure shows the differences.
 
-# %%
+# %% tags=["hide-input"]
 h3 = s.get("h3", {})
 pts = pd.DataFrame(h3.get("points", []))
 ctx = pd.DataFrame(h3.get("context", []))
@@ -84,18 +102,20 @@ if len(pts):
         cgrid.columns = [f"context {c}" for c in cgrid.columns]
         grid = grid.join(cgrid)
     display(grid.fillna("—"))
-    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for i, (v, g) in enumerate(pts.groupby("variant")):
         g = g.sort_values("tokens")
-        ax.errorbar(g.tokens * 1.05 ** (i - 1), g["diff"], yerr=[g["diff"] - g.lo, g.hi - g["diff"]], marker="o",
-                    capsize=3, label=v)
+        ax.errorbar(g.tokens * 1.05 ** (i - 1), g["diff"], yerr=[g["diff"] - g.lo, g.hi - g["diff"]], capsize=3,
+                    label=v, **plots.style(v))
     ax.axhline(0, color="k", lw=1)
     ax.axvline(h3["original_tokens"], color="gray", ls="--", lw=1)
     ax.set_xscale("log", base=2)
     ax.set(xlabel="tokens seen in training (log₂; dashed: the original's)", ylabel="val loss − baseline's (nats/char)",
            title="the variants' advantage against the training budget (95% Welch)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    plots.legend_beside(ax)
     plt.show()
+    plots.caption("7.2", "The recency-biased variants minus the baseline of the same budget, against tokens seen "
+                  "(95% Welch; dashed: the original study's budget).")
 fits = h3.get("fits", {})
 display(Markdown(
     f"**{h3.get('verdict', 'not run').upper()}.** "
@@ -110,7 +130,7 @@ display(Markdown(
 # %% [markdown]
 # ## Hypothesis 1: the residual stream already carries the information — figure: probe R² per layer
 
-# %%
+# %% tags=["hide-input"]
 h1 = s["h1"]
 plots.probe_r2(pd.DataFrame(h1["per_layer"]))
 plt.show()
@@ -130,7 +150,7 @@ display(Markdown(
 # %% [markdown]
 # ## Hypothesis 2: the data are too small — figure: difference against data size
 
-# %%
+# %% tags=["hide-input"]
 h2 = s["h2"]
 fig, ax = plt.subplots(figsize=(8, 4))
 plots.data_size(pd.DataFrame(h2["points"]), ax)
@@ -145,7 +165,7 @@ display(Markdown(
 # %% [markdown]
 # ## The odd results
 
-# %%
+# %% tags=["hide-input"]
 ab = s["ablations"]
 mlp = ab["structure_mlp"]
 gates = pd.DataFrame(ab["gates"]).set_index("variant")
@@ -176,7 +196,7 @@ display(Markdown(
 # amount of text, and how many times each character is seen in a fixed number of steps. The regime
 # experiment (chapter 6, section 2) varies the second alone.
 
-# %%
+# %% tags=["hide-input"]
 better_1x = table[table.verdict == "better"].tag.tolist()
 closing = [v for v, f in fits.items() if f["h3"] == "supported"]
 open_ = [v for v, f in fits.items() if f["h3"] == "refuted"]
