@@ -123,7 +123,7 @@ class _Tracker:
 
     def _write(self, line):
         if self.progress:
-            self.bar.write(line)
+            self.bar.write(line)  # above the bar, also where the bar is off (a log file)
 
     def close(self, total):
         self.bar.close()
