@@ -30,11 +30,13 @@ export PYTHONUNBUFFERED=1
 T0=$(date +%s)
 PY=${PYTHON:-python3}
 BUILD=${BUILD:-$REPO/build/device}
+WHL=${WHL:-.whl}     # the carried wheels
+SITE=${SITE:-/tmp/site}  # where they are installed (the device README's --target)
 
 usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 PRESET=$1; shift
-CHAPTERS=(); SETS=(); PARALLEL=""; SMOKE=1; DEADLINE=540
+CHAPTERS=(); SETS=(); PARALLEL=""; SMOKE=1; DEADLINE=540; CHECK=0
 while [ $# -gt 0 ]; do
   case $1 in
     --seeds) SETS+=(--set "n_seeds=$2" --set "baseline_seeds=$2"); shift 2 ;;
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
     --parallel) PARALLEL=$2; shift 2 ;;
     --deadline) DEADLINE=$2; shift 2 ;;
     --no-smoke) SMOKE=0; shift ;;
+    --check) CHECK=1; shift ;;  # stop after the install and the import check
     --set) SETS+=(--set "$2"); shift 2 ;;
     -h|--help) usage ;;
     -*) echo "unknown option $1"; usage ;;
@@ -61,13 +64,13 @@ pack() {  # whatever exists by now; runs also when a step failed
 }
 fail() { step "FAILED: $*"; pack; exit 1; }
 
-# 1. wheels: only the packages missing here (the device image lacks the notebook tool chain)
+# 1. wheels ($WHL): only the packages missing here (the device image lacks the notebook tool chain)
 step "python $($PY -c 'import platform; print(platform.python_version())'), installing missing wheels"
-export PYTHONPATH="$REPO:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-if compgen -G ".whl/*.whl" > /dev/null; then
-  missing=$($PY - <<'EOF'
-import importlib.metadata as md, pathlib
-for w in sorted(pathlib.Path(".whl").glob("*.whl")):
+export PYTHONPATH="$REPO:$SITE${PYTHONPATH:+:$PYTHONPATH}"
+if compgen -G "$WHL/*.whl" > /dev/null; then
+  missing=$(WHL=$WHL $PY - <<'EOF'
+import importlib.metadata as md, os, pathlib
+for w in sorted(pathlib.Path(os.environ["WHL"]).glob("*.whl")):
     try:
         md.version(w.name.split("-")[0])
     except md.PackageNotFoundError:
@@ -75,15 +78,16 @@ for w in sorted(pathlib.Path(".whl").glob("*.whl")):
 EOF
 )
   if [ -n "$missing" ]; then
-    echo "installing $(echo "$missing" | wc -l) of $(ls .whl/*.whl | wc -l) wheels into /tmp/site"
+    echo "installing $(echo "$missing" | wc -l) of $(ls "$WHL"/*.whl | wc -l) wheels into $SITE"
     # shellcheck disable=SC2086  # one path per word
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $missing \
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" $missing \
       || fail "wheel install"
   else
     echo "every carried package is present: nothing installed"
   fi
 fi
 $PY -c "import papermill, nbclient, ipykernel, tinygpt.book.runner" || fail "the notebook tool chain does not import"
+[ "$CHECK" = 1 ] && { step "install checked"; exit 0; }
 
 # 2. data
 export TINYGPT_DATA_SOURCE=${TINYGPT_DATA_SOURCE:-$REPO/.rawdata}
