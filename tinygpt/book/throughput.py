@@ -109,6 +109,46 @@ def probe(preset="gpu", counts=(1, 2, 4, 8), seconds=4.0, gain=1.10, log=print):
     return out
 
 
+# ------------------------------------------------------------------------------------------- plan
+
+def run_flops(cfg):
+    """Training FLOPs of one run: its steps, plus its periodic evaluations (forward only: a third of a step)."""
+    tokens = cfg.batch_size * cfg.model.block_size * cfg.gradient_accumulation_steps
+    evals = (cfg.max_iters // cfg.eval_interval + 1) * 2 * cfg.eval_iters * cfg.batch_size * cfg.model.block_size
+    return flops_per_token(cfg) * (cfg.max_iters * tokens + evals / 3)
+
+
+def planned_runs(preset, chapters=None, sets=None):
+    """The runs `book run --preset PRESET --notebooks CHAPTERS --set …` trains (study.chapter_runs)."""
+    from .runner import find_notebooks, notebook_parameters
+    from .study import chapter_runs
+    planned = {}
+    for path in find_notebooks(select=chapters or None):
+        p = notebook_parameters(path, {"preset": preset, **(sets or {})})
+        planned.update({(r.name, r.seed): r for r in chapter_runs(path.stem, p)})
+    return list(planned.values())
+
+
+def plan(preset, chapters=None, sets=None, tokens_per_s=None):
+    """{runs, flops, and with a measured rate (training tokens/s of all processes together) minutes}."""
+    from ..presets import make_config
+    runs = planned_runs(preset, chapters, sets)
+    flops = sum(run_flops(r.config()) for r in runs)
+    out = {"runs": len(runs), "flops": flops, "names": sorted({r.name for r in runs})}
+    if tokens_per_s:  # the rate is the baseline's: variants that add to the scores run slower (a margin)
+        out["minutes"] = flops / (tokens_per_s * flops_per_token(make_config(preset))) / 60
+    return out
+
+
+def fit_seeds(preset, chapters, sets, tokens_per_s, seconds, max_seeds):
+    """The most seeds (≤ max_seeds, at least 1) whose planned runs train within `seconds` at the rate."""
+    for seeds in range(max_seeds, 1, -1):
+        if plan(preset, chapters, {**sets, "n_seeds": seeds, "baseline_seeds": seeds}, tokens_per_s)["minutes"] \
+                * 60 <= seconds:
+            return seeds
+    return 1
+
+
 # ----------------------------------------------------------------------------------------- report
 
 def report(results_dir, preset, run_log=None, peak=H200_BF16_PEAK):
@@ -157,6 +197,16 @@ def main(argv=None):
     s.add_argument("--seconds", type=float, default=4.0, help="timed seconds per measurement (default 4)")
     s.add_argument("--max", type=int, default=8, help="the most processes to try (default 8)")
     s.add_argument("--json", help="also write the measurements here")
+    s = sub.add_parser("plan", help="the runs some chapters train, their FLOPs and, at a rate, their minutes")
+    s.add_argument("--preset", default="gpu")
+    s.add_argument("chapters", nargs="*", help="notebook prefixes (default: all)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as in `book run --set`")
+    s.add_argument("--tokens-per-s", type=float, help="training tokens/s of all runs together (probe's total)")
+    s.add_argument("--fit", type=float, metavar="SECONDS",
+                   help="with --seeds and --tokens-per-s: print only the most seeds (≤ --seeds, ≥ 1) whose runs "
+                        "train within SECONDS")
+    s.add_argument("--seeds", type=int, help="seeds per variant and of the baseline (n_seeds, baseline_seeds)")
+    s.add_argument("--json")
     s = sub.add_parser("report", help="tokens/s and MFU of the finished runs, as a markdown table")
     s.add_argument("results_dir")
     s.add_argument("--preset", default="gpu")
@@ -167,6 +217,19 @@ def main(argv=None):
         counts = [n for n in (1, 2, 4, 8, 16) if n <= args.max]
         out = probe(args.preset, counts, args.seconds, log=lambda s: print(s, file=sys.stderr))
         print(out["n"])
+    elif args.cmd == "plan":
+        from .runner import parse_sets
+        sets = parse_sets(args.set)
+        if args.fit is not None:
+            if not (args.seeds and args.tokens_per_s):
+                p.error("--fit needs --seeds and --tokens-per-s")
+            print(fit_seeds(args.preset, args.chapters, sets, args.tokens_per_s, args.fit, args.seeds))
+            return 0
+        if args.seeds:
+            sets.update(n_seeds=args.seeds, baseline_seeds=args.seeds)
+        out = plan(args.preset, args.chapters, sets, args.tokens_per_s)
+        minutes = f", {out['minutes']:.1f} min" if "minutes" in out else ""
+        print(f"{out['runs']} runs ({', '.join(out['names'])}): {out['flops'] / 1e15:.1f} PFLOP{minutes}")
     else:
         out = report(args.results_dir, args.preset, args.run_log)
         print(format_report(out))
