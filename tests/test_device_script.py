@@ -11,6 +11,7 @@ test builds the venv from the interpreter running it (3.11 in CI, where torch's 
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -65,7 +66,9 @@ def test_device_script_at_smoke_in_a_device_like_venv(tmp_path):
                           capture_output=True, text=True, timeout=900)
     log = (out / "device.log").read_text()
     assert proc.returncode == 0, log[-3000:]
-    assert f"installing {len(kept)} of {len(kept)} wheels" in log  # the venv lacked every carried package
+    # the venv lacked the tool chain (only what the image holds anyway, e.g. pandas's tzdata, is skipped)
+    assert re.search(rf"installing \d+ of {len(kept)} wheels", log), log[:2000]
+    assert all((tmp_path / "site" / pkg).is_dir() for pkg in ("papermill", "nbclient", "ipykernel", "jupytext"))
     assert "smoke: chapter 01 at the smoke preset" in log
 
     files = sorted(p.name for p in out.iterdir())
@@ -83,7 +86,8 @@ def test_device_script_at_smoke_in_a_device_like_venv(tmp_path):
         assert "results/smoke/baseline/seed0/metrics.json" in tar.getnames()
         assert not [n for n in tar.getnames() if n.endswith(".pt")]  # checkpoints never come back
     bench = json.loads((out / "bench.json").read_text())
-    assert [r["run"] for r in bench["rows"]] == ["baseline/seed0", "baseline/seed1"] and bench["rows"][0]["tokens_per_s"] > 0
+    assert [r["run"] for r in bench["rows"]] == ["baseline/seed0", "baseline/seed1"]
+    assert all(r["tokens_per_s"] > 0 for r in bench["rows"])
 
     # a second run finds every package present and installs nothing
     proc = subprocess.run(["bash", script, "smoke", "--check"], env={**env, "OUT": str(tmp_path / "out2")},
