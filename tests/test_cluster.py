@@ -109,3 +109,10 @@ def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, data_dir, exec
 def test_unknown_executor_is_refused(tmp_path):
     with pytest.raises(ValueError, match="executor must be one of local, ray"):
         ensure_runs(RUNS, root=tmp_path, executor="dask")
+
+
+def test_book_run_checks_gpus_per_run(capsys):
+    from tinygpt import cli
+    assert cli.main(["book", "run", "--preset", "smoke", "--gpus-per-run", "0.25"]) == 2  # needs --executor ray
+    assert "--gpus-per-run needs --executor ray" in capsys.readouterr().err
+    assert cli.main(["book", "run", "--preset", "smoke", "--executor", "ray", "--gpus-per-run", "-1"]) == 2
