@@ -213,14 +213,13 @@ def _run_ray(todo, args, gpus_per_run, cpus_per_run, tracker):
     # default: one GPU per run where the cluster has GPUs and the run may use one
     has_gpus = gpus_per_run is None and ray.cluster_resources().get("GPU", 0) > 0
     env = {k: os.environ[k] for k in _SHIPPED_ENV if k in os.environ}
-    pending = {}
+    remote, pending = ray.remote(_ray_task), {}
     for run, a in zip(todo, args):
         on_gpu = gpus_per_run if gpus_per_run is not None else (1 if has_gpus and a[4] != "cpu"
                                                                 and run.config(device=a[4]).device != "cpu" else 0)
         # max_retries=1: a worker that dies (killed, out of memory, node lost) is retried once, resuming
         # from the run's checkpoint; an exception the run raises is not retried (it would raise again)
-        task = ray.remote(_ray_task).options(num_cpus=cpus_per_run, num_gpus=on_gpu, max_retries=1,
-                                             name=f"{run.name}-seed{run.seed}")
+        task = remote.options(num_cpus=cpus_per_run, num_gpus=on_gpu, max_retries=1, name=f"{run.name}-seed{run.seed}")
         pending[task.remote(a, env)] = run
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
