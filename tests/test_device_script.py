@@ -23,8 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = Path(os.environ.get("TINYGPT_DATA_SOURCE") or ROOT.parent / "shared" / "data")
 IMAGE = ["numpy", "pandas", "scipy", "matplotlib", "seaborn", "tqdm"]  # beside torch, what the book needs of it
 
-pytestmark = pytest.mark.slow
-
 
 def _device_wheels():
     spec = importlib.util.spec_from_file_location("device_wheels", ROOT / "scripts" / "device_wheels.py")
@@ -41,6 +39,23 @@ def test_wheel_selection_leaves_out_what_the_image_has(tmp_path):
     assert not {dw.normalize(p) for p in dw.BOOK_TOOLS} & dw.DEVICE_HAS  # else the device would not lack them
 
 
+def test_flops_and_plan_of_a_chunk():
+    from tinygpt.book import throughput
+    from tinygpt.presets import make_config
+    cfg = make_config("gpu")
+    # nanoGPT's estimate_mfu: 6N + 12·L·H·Q·T per token, N = 10.65 M non-embedding parameters
+    assert throughput.flops_per_token(cfg) == 6 * 10_646_784 + 12 * 6 * 6 * 64 * 256
+    assert throughput.mfu(790e12 / throughput.flops_per_token(cfg), cfg) == pytest.approx(1.0)
+    chunk = dict(variants=["soft_window", "hard_window", "alibi"])
+    three = throughput.plan("gpu", ["01", "02"], {**chunk, "n_seeds": 3, "baseline_seeds": 3}, tokens_per_s=2e6)
+    assert three["runs"] == 12 and three["names"] == ["alibi", "baseline", "hard_window", "soft_window"]
+    # seeds shrink to fit: 12 runs need three["minutes"]; 8 runs (2 seeds) need two thirds of that
+    assert throughput.fit_seeds("gpu", ["01", "02"], chunk, 2e6, three["minutes"] * 60, 3) == 3
+    assert throughput.fit_seeds("gpu", ["01", "02"], chunk, 2e6, three["minutes"] * 60 * 0.7, 3) == 2
+    assert throughput.fit_seeds("gpu", ["01", "02"], chunk, 2e6, 1.0, 3) == 1
+
+
+@pytest.mark.slow
 def test_device_script_at_smoke_in_a_device_like_venv(tmp_path):
     if not (SOURCE / "tinyshakespeare" / "input.txt").is_file():
         pytest.skip(f"no raw text at {SOURCE}")

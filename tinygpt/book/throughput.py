@@ -78,22 +78,24 @@ def probe(preset="gpu", counts=(1, 2, 4, 8), seconds=4.0, gain=1.10, log=print):
     out = {"preset": preset, "tokens_per_step": tokens, "flops_per_token": flops_per_token(cfg)}
     with pinned_pool(1, visible_gpus()[:1]) as pool:  # a fresh process, as a training worker is
         _, n_e, t_e = pool.submit(_time_steps, preset, seconds, False).result()
-        out["eager_ms"] = 1000 * t_e / n_e
+        out["eager_ms"], one = 1000 * t_e / n_e, n_e * tokens / t_e
         if cfg.compile:
             warm, n_c, t_c = pool.submit(_time_steps, preset, seconds, True).result()
             out["compiled_ms"] = 1000 * t_c / n_c
             out["compile_s"] = round(warm, 1)
             saved = (out["eager_ms"] - out["compiled_ms"]) / 1000 * cfg.max_iters
             out["compile"] = saved > warm  # compile pays when a whole run saves more than it costs
+            one = max(one, n_c * tokens / t_c) if out["compile"] else one
             log(f"one process: eager {out['eager_ms']:.1f} ms/step, compiled {out['compiled_ms']:.1f} ms/step "
                 f"after {warm:.0f} s of compiling: compile {'pays' if out['compile'] else 'does not pay'} "
                 f"over {cfg.max_iters} steps ({saved:.0f} s saved)")
         else:
             out["compile"] = False
-    rows, best = [], None
-    for n in counts:
-        gpus = visible_gpus()
-        with mp.get_context("spawn").Manager() as manager, pinned_pool(n, gpus) as pool:
+    best = {"n": 1, "tokens_per_s": round(one), "per_run_tokens_per_s": round(one), "mfu": round(mfu(one, cfg), 4)}
+    rows = [best]  # one process: measured above
+    log(f"1 at once: {one:,.0f} tokens/s, MFU {mfu(one, cfg):.1%}")
+    for n in [c for c in counts if c > 1]:  # n processes on one GPU
+        with mp.get_context("spawn").Manager() as manager, pinned_pool(n, visible_gpus()[:1]) as pool:
             barrier = manager.Barrier(n)
             res = [f.result() for f in [pool.submit(_time_steps, preset, seconds, out["compile"], barrier)
                                         for _ in range(n)]]
