@@ -58,14 +58,16 @@ def _store(root):
     return out
 
 
-@pytest.fixture
-def local_ray(monkeypatch):
-    """A local Ray of 2 CPUs for this test (no RAY_ADDRESS: never someone else's cluster)."""
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray of 2 CPUs for this module's tests (no RAY_ADDRESS: never someone else's cluster)."""
     ray = pytest.importorskip("ray", reason="Ray is the optional extra [cluster]: pip install -e '.[cluster]'")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setenv(executors.RAY_CPUS_ENV, "2")
-    yield ray
-    ray.shutdown()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("RAY_ADDRESS", raising=False)
+        mp.setenv(executors.RAY_CPUS_ENV, "2")
+        executors.connect_ray()
+        yield ray
+        ray.shutdown()
 
 
 def test_ray_trains_the_same_runs_as_the_local_pool(tmp_path, data_dir, local_ray, monkeypatch, capsys):

@@ -193,11 +193,21 @@ def connect_ray():
         import ray
     except ImportError:
         raise ImportError("--executor ray needs Ray: pip install -e '.[cluster]'") from None
-    if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS") or None
-        cpus = int(os.environ.get(RAY_CPUS_ENV, 0)) or None
-        ray.init(address=address, num_cpus=None if address else cpus, include_dashboard=False,
-                 logging_level="WARNING", configure_logging=True)
+    if ray.is_initialized():
+        return ray
+    address = os.environ.get("RAY_ADDRESS") or None
+    cpus = int(os.environ.get(RAY_CPUS_ENV, 0)) or None
+    for attempt in (1, 2):
+        try:
+            ray.init(address=address, num_cpus=None if address else cpus, include_dashboard=False,
+                     logging_level="WARNING", configure_logging=True)
+            return ray
+        except Exception:
+            # a local Ray's raylet gives its agents ~15 s to start: on a loaded machine it can miss that
+            # once, and the second start (modules now in the page cache) usually makes it
+            ray.shutdown()
+            if address or attempt == 2:
+                raise
     return ray
 
 
