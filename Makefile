@@ -15,7 +15,7 @@ $(PY):
 
 install: $(PY)
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[book,dev]" selenium
+	$(PY) -m pip install -q -e ".[book,dev,cluster]" selenium
 	-git config filter.strip-outputs.clean "$(PY) scripts/strip_outputs.py" && git config filter.strip-outputs.smudge cat
 
 data: install
@@ -36,4 +36,14 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check tinygpt tests notebooks scripts
 
-.PHONY: install data book lab test lint
+# What travels to the GPU device machine (git-ignored; docs/gpu.md): the notebook tool chain as
+# Python 3.12 wheels, and the raw texts (../shared does not travel).
+device-wheels: $(PY)
+	$(PY) scripts/device_wheels.py --dest .whl --python 3.12
+
+device-data:
+	@test -n "$$TINYGPT_DATA_SOURCE" || { echo "set TINYGPT_DATA_SOURCE to the shared data folder"; exit 1; }
+	mkdir -p .rawdata && cp -r "$$TINYGPT_DATA_SOURCE"/tinyshakespeare "$$TINYGPT_DATA_SOURCE"/shakespeare_complete \
+		"$$TINYGPT_DATA_SOURCE"/SHA256SUMS .rawdata/ && chmod -R u+w .rawdata
+
+.PHONY: install data book lab test lint device-wheels device-data

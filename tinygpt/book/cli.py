@@ -47,6 +47,13 @@ def add_parser(subparsers, handler):
                         "(CPUs // N threads each), then up to N notebooks at once (TINYGPT_TORCH_THREADS = CPUs // N), "
                         "a conclusions notebook last (it reads theirs). With N = 1 (default) or --set retrain=True "
                         "each notebook trains its own runs, 01 first (the others reuse its baseline)")
+    r.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="where training runs execute: local (default; a process pool of --jobs, one GPU per process "
+                        "where there are GPUs) or ray (the cluster at $RAY_ADDRESS, else a local Ray; needs the "
+                        "[cluster] extra and a results folder every node shares)")
+    r.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
+                   help="with --executor ray: GPUs each run reserves; 0.25 packs four runs per GPU (default: 1 where "
+                        "the cluster has GPUs, else 0)")
     r.add_argument("--kernel", metavar="NAME",
                    help="Jupyter kernel to execute with (default: each notebook's own kernelspec, else python3)")
     r.add_argument("--out-dir", metavar="DIR",
@@ -80,9 +87,12 @@ def main(args):
     if args.book_command == "run":
         if args.jobs < 1:
             raise ValueError(f"--jobs must be ≥ 1 (got {args.jobs})")
+        if args.gpus_per_run is not None and (args.executor != "ray" or args.gpus_per_run < 0):
+            raise ValueError("--gpus-per-run needs --executor ray and a value ≥ 0")
         return run(args.preset, select=args.notebooks, jobs=args.jobs, kernel=args.kernel,
                    overrides=parse_sets(args.set), notebooks_dir=args.notebooks_dir, out_dir=args.out_dir,
-                   progress=not args.no_progress, log_output=args.log_output)
+                   progress=not args.no_progress, log_output=args.log_output, executor=args.executor,
+                   gpus_per_run=args.gpus_per_run)
     if args.book_command == "build":
         return build(args.book_dir, all_pages=args.all_pages, strict=args.strict, quiet=args.quiet)
     raise ValueError(f"unknown book command {args.book_command!r}")

@@ -104,34 +104,36 @@ def _worker(args):
     return str(ensure_run(run, retrain=retrain, root=root, need_model=need_model, device=device))
 
 
-def ensure_runs(runs, jobs=1, retrain=False, root=None, need_model=False, device="auto", progress=True):
-    """ensure_run for many runs, `jobs` at a time in separate processes; returns their folders."""
-    from tqdm.auto import tqdm
+def ensure_runs(runs, jobs=1, retrain=False, root=None, need_model=False, device="auto", progress=True,
+                executor=None, gpus_per_run=None):
+    """ensure_run for many runs; returns their folders.
+
+    executor "local" (default; $TINYGPT_EXECUTOR overrides): `jobs` at a time in separate processes,
+    each pinned to one visible GPU where there are GPUs. "ray": as Ray tasks on the cluster at
+    $RAY_ADDRESS, else on a local Ray, `gpus_per_run` GPUs each (fractions pack several per GPU).
+    Prints a line per finished run with its best val loss; a failed run does not stop the others
+    (executors.RunsFailed is raised at the end).
+    """
+    from .executors import default_executor, run_sweep
     runs = list(runs)
-    todo = [r for r in runs if retrain or not is_finished(r.path(root), r.config(device=device),
-                                                           need_model and r.need_model)]
+    executor = default_executor(executor)
+    todo = [r for r in dict.fromkeys(runs)  # the same run listed twice trains once
+            if retrain or not is_finished(r.path(root), r.config(device=device), need_model and r.need_model)]
     jobs = max(1, min(jobs, len(todo) or 1))
-    # the thread budget (the book's per-notebook share, else every core) is split between the jobs:
-    # two processes of two threads each on two cores run many times slower than one thread each
-    budget = int(os.environ.get("TINYGPT_TORCH_THREADS", 0)) or os.cpu_count() or 1
-    threads = max(1, budget // jobs)
-    bar = tqdm(total=len(todo), desc=f"training {len(todo)} of {len(runs)} runs", unit="run",
-               disable=not progress or not todo)
+    if executor == "ray":  # one CPU per task: torch in each uses one thread, as the local pool's workers on CPUs
+        threads = 1
+    else:
+        # the thread budget (the book's per-notebook share, else every core) is split between the jobs:
+        # two processes of two threads each on two cores run many times slower than one thread each
+        budget = int(os.environ.get("TINYGPT_TORCH_THREADS", 0)) or os.cpu_count() or 1
+        threads = max(1, budget // jobs)
+    root = str(results_root(root).resolve()) if executor == "ray" else root  # a worker's cwd is not ours
     args = [(r, retrain, root, need_model and r.need_model, device, threads) for r in todo]
-    if jobs == 1:
+    if executor == "local" and jobs == 1:
         import torch
         torch.set_num_threads(threads)
-        for a in args:
-            _worker(a)
-            bar.update(1)
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            for fut in as_completed([pool.submit(_worker, a) for a in args]):
-                fut.result()
-                bar.update(1)
-    bar.close()
+    run_sweep(todo, args, jobs=jobs, executor=executor, gpus_per_run=gpus_per_run, cpus_per_run=threads,
+              progress=progress, desc=f"training {len(todo)} of {len(runs)} runs")
     return [r.path(root) for r in runs]
 
 

@@ -225,7 +225,7 @@ def execute_notebook(src, out_dir=None, parameters=None, kernel=None, cwd=None, 
     _chmod_like_new_file(tmp)
     t0 = time.perf_counter()
     try:
-        with _environ(**{THREADS_ENV: threads}):
+        with _environ(**{THREADS_ENV: threads, "TINYGPT_PRESET": (parameters or {}).get("preset")}):
             pm.execute_notebook(str(src), tmp, parameters=dict(parameters or {}), kernel_name=kernel,
                                 cwd=str(cwd or src.parent), progress_bar=False, log_output=log_output)
     except Exception as e:  # the notebook's error, a kernel that died or could not start…
@@ -236,7 +236,8 @@ def execute_notebook(src, out_dir=None, parameters=None, kernel=None, cwd=None, 
     result["seconds"] = round(time.perf_counter() - t0, 2)
     failed = dest.with_suffix(".failed.ipynb")
     if os.path.getsize(tmp) > 0:
-        _unpair(tmp)
+        _unpair(tmp, stamp=dict(preset=(parameters or {}).get("preset"), started_at=result["started_at"],
+                                seconds=result["seconds"], status=result["status"]))
         os.replace(tmp, failed if result["status"] != "ok" else dest)
         result["output"] = str(failed if result["status"] != "ok" else dest)
         if result["status"] == "ok":
@@ -246,17 +247,24 @@ def execute_notebook(src, out_dir=None, parameters=None, kernel=None, cwd=None, 
     return result
 
 
-def _unpair(path):
-    """Drop the jupytext pairing an executed copy inherits from its source: no .py twins in book/."""
+def _unpair(path, stamp=None):
+    """Drop the jupytext pairing an executed copy inherits from its source: no .py twins in book/.
+
+    `stamp` (preset, start, wall seconds…) goes into the copy's metadata as "tinygpt_run".
+    """
     try:
         nb = json.loads(Path(path).read_text(encoding="utf-8"))
-        jt = nb["metadata"]["jupytext"]
-    except (OSError, ValueError, KeyError, TypeError):
+        jt = nb["metadata"].get("jupytext")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return
-    if isinstance(jt, dict) and "formats" in jt:
+    paired = isinstance(jt, dict) and "formats" in jt
+    if paired:
         del jt["formats"]
         if not jt:
             del nb["metadata"]["jupytext"]
+    if stamp:
+        nb["metadata"]["tinygpt_run"] = stamp
+    if paired or stamp:
         Path(path).write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -327,7 +335,7 @@ def pretrain(paths, parameters, jobs, progress=True):
 
 
 def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=None, out_dir=None,
-                  progress=True, log_output=False, timings=None):
+                  progress=True, log_output=False, timings=None, executor=None):
     """Execute the selected notebooks with parameters preset=<preset> plus `overrides`.
 
     The notebooks run in `stages` (01 first, the conclusions last); with jobs > 1, up to `jobs`
@@ -375,7 +383,7 @@ def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, note
 
     kwargs = dict(out_dir=out_dir, parameters=parameters, kernel=kernel, cwd=notebooks_dir, log_output=log_output)
     order = stages(paths)
-    if jobs > 1 and not parameters.get("retrain"):
+    if (jobs > 1 or executor == "ray") and not parameters.get("retrain"):  # Ray: the cluster trains, not the kernels
         bar.set_postfix_str("training")
         seconds, n_runs = pretrain(paths, parameters, jobs, progress=progress)
         if timings is not None:
@@ -504,12 +512,14 @@ def write_run_log(results, preset, out_dir=None, overrides=None, jobs=1, timings
 
 
 def run(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=None, out_dir=None,
-        progress=True, log_output=False):
+        progress=True, log_output=False, executor=None, gpus_per_run=None):
     """`tinygpt book run`: execute, print the summary table, write the run log. 0 only if all passed.
 
     Without out_dir, a preset other than the published book's goes to build/book-<preset>/, with the
     book's configuration beside it (`tinygpt book build --book-dir build/book-<preset>` renders it).
+    executor/gpus_per_run (executors.py) reach every ensure_runs, the notebooks' too, as environment variables.
     """
+    from .executors import EXECUTOR_ENV, GPUS_ENV
     if out_dir is None and preset != published_preset():
         out_dir = default_out_dir(preset)
         print(f"preset {preset} is not the published book's ({published_preset()}): executed copies go to "
@@ -520,9 +530,10 @@ def run(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=
                 shutil.copy2(p, out_dir / p.name)
     out_dir = Path(out_dir or BOOK_DIR)
     timings, t0 = {}, time.perf_counter()
-    results = run_notebooks(preset, select=select, jobs=jobs, kernel=kernel, overrides=overrides,
-                            notebooks_dir=notebooks_dir, out_dir=out_dir, progress=progress, log_output=log_output,
-                            timings=timings)
+    with _environ(**{EXECUTOR_ENV: executor, GPUS_ENV: gpus_per_run}):
+        results = run_notebooks(preset, select=select, jobs=jobs, kernel=kernel, overrides=overrides,
+                                notebooks_dir=notebooks_dir, out_dir=out_dir, progress=progress,
+                                log_output=log_output, timings=timings, executor=executor)
     timings["wall_seconds"] = round(time.perf_counter() - t0, 2)
     log = write_run_log(results, preset, out_dir=out_dir, overrides=overrides, jobs=jobs, timings=timings)
     if "training_seconds" in timings:

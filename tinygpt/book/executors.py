@@ -1,0 +1,242 @@
+"""Where a sweep's training runs execute: a local process pool, or a Ray cluster.
+
+    run_sweep(args, jobs=4)                          # local: `jobs` spawned processes on this machine
+    run_sweep(args, executor="ray", gpus_per_run=.25) # Ray: RAY_ADDRESS's cluster, else a local one
+
+Both call the same worker (experiments._worker → ensure_run), so the run store's rules hold alike:
+a finished run is skipped, a file lock in the run folder keeps a run from training twice at once
+(also across machines, on a shared filesystem), and every file is written atomically.
+
+Ray workers write straight into the driver's results folder, so that folder must be on a
+filesystem every node mounts at the same path (docs/cluster.md); the driver checks that each
+finished run's metrics.json is visible to it and reports the run as failed otherwise.
+
+On a machine with GPUs the local pool pins each worker process to one device through
+CUDA_VISIBLE_DEVICES, set before the worker touches CUDA: worker k gets visible GPU k mod G, so
+--jobs 8 on one GPU packs eight runs on it and on four GPUs puts two on each.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+EXECUTORS = ("local", "ray")
+EXECUTOR_ENV = "TINYGPT_EXECUTOR"  # the default executor; `book run --executor` sets it for the notebooks too
+GPUS_ENV = "TINYGPT_GPUS_PER_RUN"
+RAY_CPUS_ENV = "TINYGPT_RAY_CPUS"  # CPUs of a local Ray (default: every CPU of the machine)
+# a worker needs the driver's data locations; results go to the root the driver names explicitly
+_SHIPPED_ENV = ("TINYGPT_DATA_DIR", "TINYGPT_DATA_SOURCE", "TINYGPT_RESULTS")
+
+
+class RunsFailed(RuntimeError):
+    """Some runs of a sweep failed; the others finished. `failures` is [(run, error text)]."""
+
+    def __init__(self, failures, total):
+        self.failures = failures
+        lines = "; ".join(f"{r.name} seed{r.seed}: {err}" for r, err in failures)
+        super().__init__(f"{len(failures)} of {total} runs failed: {lines}")
+
+
+def default_executor(executor=None):
+    executor = executor or os.environ.get(EXECUTOR_ENV) or "local"
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)} (got {executor!r})")
+    return executor
+
+
+def default_gpus_per_run(gpus_per_run=None):
+    if gpus_per_run is None and os.environ.get(GPUS_ENV):
+        gpus_per_run = float(os.environ[GPUS_ENV])
+    if gpus_per_run is not None and not 0 <= gpus_per_run:
+        raise ValueError(f"gpus_per_run must be ≥ 0 (got {gpus_per_run})")
+    return gpus_per_run
+
+
+# ------------------------------------------------------------------------------- GPU assignment
+
+def visible_gpus():
+    """This process's GPUs as CUDA_VISIBLE_DEVICES names them (ids or UUIDs); [] without CUDA."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip()]
+    try:
+        import torch
+        return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    except ImportError:
+        return []
+
+
+def assign_gpus(jobs, gpus):
+    """The GPU each of `jobs` worker processes is pinned to: round robin over `gpus` (None: no GPU)."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be ≥ 1 (got {jobs})")
+    gpus = list(gpus)
+    return [gpus[k % len(gpus)] if gpus else None for k in range(jobs)]
+
+
+def _pin_worker(slots):
+    """Pool initializer: take a slot; runs in the fresh (spawned) process before any CUDA call."""
+    gpu = slots.get()
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+
+
+# ------------------------------------------------------------------------------------ reporting
+
+def finished_line(run, run_dir):
+    """One line for a finished run: its best val loss (whole split) and training time, from metrics.json."""
+    from ..checkpoint import read_json
+    m = read_json(Path(run_dir) / "metrics.json")
+    loss = m.get("val_loss_full", m["best_val_loss"])
+    return f"{run.name} seed{run.seed}: best val loss {loss:.4f} (iter {m['best_iter']}, {m['elapsed_s']:.0f} s)"
+
+
+def _first_line(exc):
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
+
+
+class _Tracker:
+    """Progress for a sweep: one bar (runs done/total) and a line per run as it finishes."""
+
+    def __init__(self, total, desc, progress):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=total, desc=desc, unit="run", disable=not progress or not total)
+        self.progress, self.failures = progress, []
+
+    def done(self, run, run_dir):
+        try:
+            line = finished_line(run, run_dir)
+        except (OSError, KeyError, ValueError) as e:
+            # the worker says it finished, but the driver cannot read its results: not a shared folder
+            return self.failed(run, f"finished on a worker but {run_dir}/metrics.json is not readable here "
+                                    f"({type(e).__name__}); is the results folder shared by every node?")
+        self._write(line)
+        self.bar.update(1)
+
+    def failed(self, run, error):
+        self.failures.append((run, error))
+        self._write(f"{run.name} seed{run.seed}: FAILED — {error}")
+        self.bar.update(1)
+
+    def _write(self, line):
+        if self.progress:
+            self.bar.write(line)  # above the bar, also where the bar is off (a log file)
+
+    def close(self, total):
+        self.bar.close()
+        if self.failures:
+            raise RunsFailed(self.failures, total)
+
+
+# ------------------------------------------------------------------------------------ executors
+
+def run_sweep(todo, args, jobs=1, executor=None, gpus_per_run=None, cpus_per_run=1, progress=True, desc="training"):
+    """Train `todo` (runs) with worker arguments `args` (one tuple each, see experiments._worker).
+
+    A failed run is reported with its error and does not stop the others; RunsFailed is raised
+    at the end if any failed.
+    """
+    executor = default_executor(executor)
+    tracker = _Tracker(len(todo), desc, progress)
+    if not todo:
+        tracker.close(0)
+        return
+    if executor == "ray":
+        _run_ray(todo, args, default_gpus_per_run(gpus_per_run), cpus_per_run, tracker)
+    elif jobs == 1:
+        _run_inline(todo, args, tracker)
+    else:
+        _run_pool(todo, args, jobs, tracker)
+    tracker.close(len(todo))
+
+
+def _run_inline(todo, args, tracker):
+    from .experiments import _worker
+    for run, a in zip(todo, args):
+        try:
+            tracker.done(run, _worker(a))
+        except Exception as e:  # a diverged or broken run: the others still train
+            tracker.failed(run, _first_line(e))
+
+
+def pinned_pool(jobs, gpus):
+    """A pool of `jobs` spawned processes, worker k pinned to assign_gpus(jobs, gpus)[k]."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    ctx = mp.get_context("spawn")  # spawn: a fresh process that has not touched CUDA yet (and no half-copied threads)
+    slots = ctx.Queue()
+    for gpu in assign_gpus(jobs, gpus):
+        slots.put(gpu)
+    return ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_pin_worker, initargs=(slots,))
+
+
+def _run_pool(todo, args, jobs, tracker):
+    from concurrent.futures import as_completed
+
+    from .experiments import _worker
+    uses_gpu = any(a[4] != "cpu" and r.config(device=a[4]).device != "cpu" for r, a in zip(todo, args))
+    with pinned_pool(jobs, visible_gpus() if uses_gpu else []) as pool:
+        futures = {pool.submit(_worker, a): run for run, a in zip(todo, args)}
+        for fut in as_completed(futures):
+            try:
+                tracker.done(futures[fut], fut.result())
+            except Exception as e:  # the run's error, or its process died (BrokenProcessPool)
+                tracker.failed(futures[fut], _first_line(e))
+
+
+def connect_ray():
+    """ray, initialised: the cluster at RAY_ADDRESS when set, else a local one sized to this machine."""
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("--executor ray needs Ray: pip install -e '.[cluster]'") from None
+    if ray.is_initialized():
+        return ray
+    address = os.environ.get("RAY_ADDRESS") or None
+    cpus = int(os.environ.get(RAY_CPUS_ENV, 0)) or None
+    for attempt in (1, 2):
+        try:
+            ray.init(address=address, num_cpus=None if address else cpus, include_dashboard=False,
+                     logging_level="WARNING", configure_logging=True)
+            return ray
+        except Exception:
+            # a local Ray's raylet gives its agents ~15 s to start: on a loaded machine it can miss that
+            # once, and the second start (modules now in the page cache) usually makes it
+            ray.shutdown()
+            if address or attempt == 2:
+                raise
+    return ray
+
+
+def _ray_task(args, env):
+    """One run on a Ray worker: the driver's data locations, then the same worker as the local pool."""
+    os.environ.update(env)
+    from .experiments import _worker
+    return _worker(args), socket.gethostname()
+
+
+def _run_ray(todo, args, gpus_per_run, cpus_per_run, tracker):
+    ray = connect_ray()
+    # default: one GPU per run where the cluster has GPUs and the run may use one
+    has_gpus = gpus_per_run is None and ray.cluster_resources().get("GPU", 0) > 0
+    env = {k: os.environ[k] for k in _SHIPPED_ENV if k in os.environ}
+    remote, pending = ray.remote(_ray_task), {}
+    for run, a in zip(todo, args):
+        on_gpu = gpus_per_run if gpus_per_run is not None else (1 if has_gpus and a[4] != "cpu"
+                                                                and run.config(device=a[4]).device != "cpu" else 0)
+        # max_retries=1: a worker that dies (killed, out of memory, node lost) is retried once, resuming
+        # from the run's checkpoint; an exception the run raises is not retried (it would raise again)
+        task = remote.options(num_cpus=cpus_per_run, num_gpus=on_gpu, max_retries=1, name=f"{run.name}-seed{run.seed}")
+        pending[task.remote(a, env)] = run
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        run = pending.pop(ready[0])
+        try:
+            run_dir, _host = ray.get(ready[0])
+            tracker.done(run, run_dir)
+        except Exception as e:  # RayTaskError wraps the run's own error; WorkerCrashedError after the retry
+            cause = getattr(e, "cause", None)
+            tracker.failed(run, _first_line(cause if isinstance(cause, BaseException) else e))
