@@ -295,7 +295,8 @@ if len(ctx):
     ax.set(ylabel="val loss − baseline's (nats/char)", title="difference to the baseline at two context lengths")
     plt.show()
     plots.caption("6.5", f"Each variant minus the baseline at context {int(ctx.block_size.min())} (open markers) and "
-                  f"{int(ctx.block_size.max())} (filled), the same budget and tokens per iteration; 95% Welch intervals.")
+                  f"{int(ctx.block_size.max())} (filled), the same budget and tokens per iteration; 95% Welch "
+                  "intervals.")
     wide = ctx.pivot(index="variant", columns="block_size", values="diff")
     if wide.shape[1] == 2:
         short, long_ = wide.columns
@@ -503,7 +504,7 @@ print(f"hypothesis 2: {h2}")
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.4, 4.2))
-for i, v in enumerate(sorted(set(size_table.variant) | set(budget_pts.variant if len(budget_pts) else []))):
+for v in sorted(set(size_table.variant) | set(budget_pts.variant if len(budget_pts) else [])):
     d = size_table[size_table.variant == v]
     ax.errorbar(d.passes, d["diff"], yerr=[d["diff"] - d.lo, d.hi - d["diff"]], fmt="o", color=plots.style(v)["color"],
                 capsize=3, label=f"{v}: data size varied")
@@ -570,7 +571,8 @@ for tag, cap in gate_caps.items():
     g = np.concatenate([lc.gate.flatten().numpy() for lc in cap.layers])
     spread = np.log2(g / np.median(g))
     gate_rows.append({"variant": tag, **analysis.gate_range(analysis.per_head(cap, "gate")),
-                      "std of log2(g/median)": spread.std(), "share beyond 2× either way": np.mean(np.abs(spread) >= 1)})
+                      "std of log2(g/median)": spread.std(),
+                      "share beyond 2× either way": np.mean(np.abs(spread) >= 1)})
 gates = pd.DataFrame(gate_rows)
 display(gates.round(4))
 fig, ax = plt.subplots(figsize=(6.4, 3.4))
