@@ -640,7 +640,7 @@ def test_offset_channels_equal_explicit(variant, per_head):
         assert (g is None) == (fused[2][name] is None), name
         # atol: ι's bias moves every key of a row alike, so its exact gradient is 0 (both paths: rounding)
         torch.testing.assert_close(fused[2][name], g, atol=1e-7, rtol=1e-4, msg=name)
-    for name, p in offset_params(model).items():
+    for name in offset_params(model):
         assert explicit[2][name].abs().max() > 1e-4, name  # the offset's parameters are trained: not vacuous
     # not vacuous: without its offset the model's logits are far from these
     for block in model.transformer.h:

@@ -19,8 +19,6 @@ import torch.nn.functional as F
 from .variants import RAMP_EPS, SD_EPS, structure_from_moments
 
 FLEX_BLOCK = 128  # FlexAttention's tile: the unit in which key blocks are skipped
-import os
-HEAD_ALIGN = int(os.environ.get("HEAD_ALIGN", "1"))
 
 
 def causal_bias(offset, T):
@@ -49,7 +47,7 @@ def attend_fused(q, k, v, offset=None, *, channels=None, stats=None, block_size,
     if stats is None and channels is None:
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None)
         return y, None
-    q0, k0 = q, k
+    q0 = q
     if stats is not None:
         # Structure channels in float32 even under bf16 autocast: sd = sqrt(E[u²] − μ²) cancels badly.
         q, k, v = q.float(), k.float(), v.float()
@@ -68,8 +66,8 @@ def attend_fused(q, k, v, offset=None, *, channels=None, stats=None, block_size,
     # Flash kernels want one head size for q, k and v (else SDPA falls back to its slow T×T math
     # path): zero columns on q and k leave every score q·k as it was, zero value columns give zero
     # outputs; the scale stays 1/√D.
+    # (no rounding up to a multiple of 8: on CPU at the cpu preset, 40 columns cost more than 33)
     width = max(q.size(-1), values.size(-1))
-    width = -(-width // HEAD_ALIGN) * HEAD_ALIGN
     out = F.scaled_dot_product_attention(_pad_to(q, width), _pad_to(k, width), _pad_to(values, width),
                                          attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None,
                                          scale=1.0 / math.sqrt(D))

@@ -142,7 +142,8 @@ def format_rows(rows):
     def num(x, fmt):
         return "n/a" if x is None else format(x, fmt)
 
-    lines = [f"| variant | ms/iter | × baseline | tokens/s | {mem} | mem × baseline |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| variant | ms/iter | × baseline | tokens/s | {mem} | mem × baseline |",
+             "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['ms_per_iter']:.1f} | {r['ratio']:.2f} | "
                      f"{r['tokens_per_s']:,.0f} | {num(r['peak_mem_mb'], '.0f')} | {num(r.get('mem_ratio'), '.2f')} |")
