@@ -606,6 +606,7 @@ def test_key_importance_starts_at_the_baseline():
 # ----------------------------------------------------------------------------- offsets as q/k channels
 
 CHANNEL_VARIANTS = ("soft_window", "alibi", "key_importance")
+T_LONG = 1024
 
 
 def loss_and_grads(model, idx, targets, explicit):
@@ -628,8 +629,9 @@ def offset_params(model):
 
 
 @pytest.mark.parametrize("variant, per_head", [(v, False) for v in CHANNEL_VARIANTS] + [("key_importance", True)])
-def test_offset_channels_equal_explicit(variant, per_head):
+def test_offset_channels_equal_explicit(variant, per_head, monkeypatch):
     """The fused path's q/k channels give the explicit path's logits and every parameter's gradient (fp32)."""
+    monkeypatch.setattr(tinygpt.model, "ALIBI_MASK_MAX_T", 0)  # alibi's channels even at this short context
     model = model_for(variant, key_importance_per_head=per_head).train()  # dropout 0: both paths deterministic
     idx, targets = tokens(2, L), tokens(2, L, seed=1)
     fused = loss_and_grads(model, idx, targets, explicit=False)
@@ -650,9 +652,11 @@ def test_offset_channels_equal_explicit(variant, per_head):
 
 
 @pytest.mark.parametrize("variant", CHANNEL_VARIANTS)
-def test_offset_channels_run_on_the_flash_kernel(variant):
-    """No T×T tensor: with the math fallback disabled the training step still runs."""
+@pytest.mark.parametrize("alibi_mask_max_t", [0, L])
+def test_offset_channels_run_on_the_flash_kernel(variant, alibi_mask_max_t, monkeypatch):
+    """No T×T tensor with a gradient: with the math fallback disabled the training step still runs."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
+    monkeypatch.setattr(tinygpt.model, "ALIBI_MASK_MAX_T", alibi_mask_max_t)  # alibi: channels, then its mask
     model = model_for(variant).train()
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):  # raises if SDPA would need its math path
         _, loss = model(tokens(2, L), tokens(2, L, seed=1))
@@ -684,7 +688,8 @@ def test_offset_channels_exact_at_block_size_1024(variant):
     the rounding of logits as large as |j − c|/σ (≈ 440 here, against ≈ 1 on the explicit path), and the
     same cancellation in σ's gradient Σ_j g_ij·(j − c), where Σ_j g_ij = 0: a few ulps of 440.
     """
-    T = 1024
+    T = T_LONG
+    assert T > tinygpt.model.ALIBI_MASK_MAX_T  # alibi runs on its channels here
     model = model_for(variant, n_layer=1, block_size=T).train()
     if variant == "soft_window":  # σ from 1.2 tokens (a = −8) to several T: the steepest slopes are the hardest
         with torch.no_grad():

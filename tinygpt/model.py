@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from . import variants as V
 from .attention import attend_explicit, attend_flex_window, attend_fused
 
+ALIBI_MASK_MAX_T = 256  # alibi: a (1, H, T, T) mask up to this context, q/k channels beyond
+
 
 @dataclass
 class GPTConfig:
@@ -92,7 +94,10 @@ class CausalSelfAttention(nn.Module):
     def channels(self, span, iota, T, device):
         """The offset as extra q/k channels (qc, kc) for the fused path, where it is rank-few; else None."""
         if self.variant == "alibi":
-            return V.alibi_channels(self.n_head, T, device)
+            # A fixed offset needs no gradient, so the flash kernel takes it as a mask too: at short contexts
+            # that is cheaper than the channels (cpu preset, T = 64: 0.99× against 1.16× the baseline's step);
+            # at long ones the channels keep memory linear in T.
+            return V.alibi_channels(self.n_head, T, device) if T > ALIBI_MASK_MAX_T else None
         if self.variant == "soft_window":
             return V.soft_window_channels(span)
         if iota is not None:
