@@ -321,7 +321,8 @@ def whole(preset, iters, pairs, tinygpt_args=()):
         for i in range(pairs):
             for name in (("nanoGPT", "tinygpt") if i % 2 == 0 else ("tinygpt", "nanoGPT")):  # ABBA: drift cancels
                 t0 = time.perf_counter()
-                subprocess.run(cmd(name, i), env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.run(cmd(name, i), env=env, cwd=ROOT, check=True,  # -m puts the cwd first: this checkout
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 times[name].append(time.perf_counter() - t0)
             print(f"pair {i + 1}/{pairs}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
     return times

@@ -84,7 +84,7 @@ def cpu_peak_mb(preset, variant, overrides):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
     try:
         out = subprocess.run([sys.executable, "-c", code, json.dumps([preset, variant, overrides])], env=env,
-                             capture_output=True, text=True, check=True)
+                             cwd=root, capture_output=True, text=True, check=True)  # -c puts the cwd first
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (subprocess.CalledProcessError, ValueError, IndexError, OSError):
         return None
