@@ -6,7 +6,10 @@ one softmax, and return `y` (B, H, T, D) and, when asked, the attention structur
 
     rel = Σ_j p_ij u_j − u_i,  sd = sqrt(Σ_j p_ij u_j² − (Σ_j p_ij u_j)² + ε),  mean_logit = Σ_j p_ij s_ij
 
-with u_j = j / L. The fused path gets them without a T×T weight matrix: each is a weighted average
+with u_j = j / L. The fused path also takes offsets of low rank (soft window, ALiBi, key importance)
+as extra q/k `channels` instead of a T×T tensor, so that they too run on the flash kernel.
+
+The fused path gets them without a T×T weight matrix: each is a weighted average
 of something linear in the key (u_j, u_j², and k_j since Σ p s = q·Σ p k / √D), so they ride along
 as extra value channels of the same scaled_dot_product_attention call.
 """
