@@ -11,15 +11,25 @@ Both steps draw their batches from the same prepared train.bin and run at the sa
 warmed up, then timed in interleaved rounds; each figure is the median over rounds.
 
     python scripts/bench_nanogpt.py --preset cpu [--rounds 7] [--iters 20] [--json results/bench/nanogpt_cpu.json]
+
+`--whole` times whole commands instead, each in a fresh process: nanoGPT's train.py (the loop
+below, `nanogpt_train`: its imports, memmap batches, an evaluation every eval_interval with a
+checkpoint whenever val improves, a log line per iteration) against `python -m tinygpt train`
+at the same settings, in interleaved pairs whose order alternates; the medians over pairs:
+
+    python scripts/bench_nanogpt.py --whole --iters 2000 --pairs 3 [--json results/bench/nanogpt_whole_cpu.json]
 """
 
 import argparse
 import contextlib
 import inspect
+import json
 import math
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -27,12 +37,9 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-from tinygpt.checkpoint import write_json  # noqa: E402
-from tinygpt.data import load_dataset  # noqa: E402
-from tinygpt.model import GPT as TinyGPT  # noqa: E402
-from tinygpt.presets import make_config  # noqa: E402
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, ROOT)
+# tinygpt is imported where it is used: the timed nanoGPT process must not pay for its imports
 
 # ----------------------------------------------------------------------------- nanoGPT's model.py
 
@@ -172,6 +179,7 @@ def nanogpt_step_fn(cfg, data_dir):
 
 def tinygpt_step_fn(cfg, data):
     """tinygpt.train's loop body at the same settings."""
+    from tinygpt.model import GPT as TinyGPT
     torch.manual_seed(1337)
     model = TinyGPT(cfg.model)
     opt = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), "cpu")
@@ -193,14 +201,165 @@ def tinygpt_step_fn(cfg, data):
     return step
 
 
+# ----------------------------------------------------------------------------- whole commands
+
+def nanogpt_train(c, data_dir, out_dir):
+    """nanoGPT's train.py from its first line to its last, single process, CPU, float32, no compile.
+
+    `c`: the settings as a dict (its config/train_shakespeare_char.py with the README's CPU overrides,
+    log_interval=1, always_save_checkpoint=False). It trains iterations 0..max_iters and evaluates at
+    every multiple of eval_interval, as nanoGPT does.
+    """
+    from types import SimpleNamespace
+    os.makedirs(out_dir, exist_ok=True)
+    torch.manual_seed(1337)
+    B, T = c["batch_size"], c["block_size"]
+    print(f"tokens per iteration will be: {B * T:,}")
+
+    def get_batch(split):
+        data = np.memmap(os.path.join(data_dir, f"{split}.bin"), dtype=np.uint16, mode="r")
+        ix = torch.randint(len(data) - T, (B,))
+        x = torch.stack([torch.from_numpy((data[i:i + T]).astype(np.int64)) for i in ix])
+        y = torch.stack([torch.from_numpy((data[i + 1:i + 1 + T]).astype(np.int64)) for i in ix])
+        return x, y
+
+    with open(os.path.join(data_dir, "meta.json")) as f:  # nanoGPT reads meta.pkl; the same one number
+        vocab_size = json.load(f)["vocab_size"]
+    print(f"found vocab_size = {vocab_size}")
+    model_args = dict(n_layer=c["n_layer"], n_head=c["n_head"], n_embd=c["n_embd"], block_size=T,
+                      bias=c["bias"], vocab_size=vocab_size, dropout=c["dropout"])
+    model = NanoGPT(SimpleNamespace(**model_args))
+    print(f"number of parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M")
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    optimizer = model.configure_optimizers(c["weight_decay"], c["learning_rate"], (c["beta1"], c["beta2"]), "cpu")
+    ctx = contextlib.nullcontext()
+
+    @torch.no_grad()
+    def estimate_loss():
+        out = {}
+        model.eval()
+        for split in ["train", "val"]:
+            losses = torch.zeros(c["eval_iters"])
+            for k in range(c["eval_iters"]):
+                X, Y = get_batch(split)
+                with ctx:
+                    logits, loss = model(X, Y)
+                losses[k] = loss.item()
+            out[split] = losses.mean()
+        model.train()
+        return out
+
+    def get_lr(it):
+        if it < c["warmup_iters"]:
+            return c["learning_rate"] * (it + 1) / (c["warmup_iters"] + 1)
+        if it > c["lr_decay_iters"]:
+            return c["min_lr"]
+        ratio = (it - c["warmup_iters"]) / (c["lr_decay_iters"] - c["warmup_iters"])
+        return c["min_lr"] + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (c["learning_rate"] - c["min_lr"])
+
+    X, Y = get_batch("train")
+    t0 = time.time()
+    iter_num, best_val_loss, local_iter_num = 0, 1e9, 0
+    while True:
+        lr = get_lr(iter_num)
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr
+        if iter_num % c["eval_interval"] == 0:
+            losses = estimate_loss()
+            print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+            if losses["val"] < best_val_loss:
+                best_val_loss = losses["val"]
+                if iter_num > 0:
+                    checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "model_args": model_args, "iter_num": iter_num, "best_val_loss": best_val_loss,
+                                  "config": c}
+                    print(f"saving checkpoint to {out_dir}")
+                    torch.save(checkpoint, os.path.join(out_dir, "ckpt.pt"))
+        with ctx:
+            logits, loss = model(X, Y)
+        X, Y = get_batch("train")
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), c["grad_clip"])
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        t1 = time.time()
+        dt, t0 = t1 - t0, t1
+        lossf = loss.item()  # log_interval = 1
+        print(f"iter {iter_num}: loss {lossf:.4f}, time {dt * 1000:.2f}ms")
+        iter_num += 1
+        local_iter_num += 1
+        if iter_num > c["max_iters"]:
+            break
+
+
+def _whole_settings(preset, iters):
+    from tinygpt.data import load_dataset
+    from tinygpt.presets import make_config
+    cfg = make_config(preset, device="cpu", max_iters=iters)
+    m = cfg.model
+    c = dict(n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, block_size=m.block_size, bias=m.bias,
+             dropout=m.dropout, **{k: getattr(cfg, k) for k in (
+                 "batch_size", "max_iters", "lr_decay_iters", "learning_rate", "min_lr", "warmup_iters", "beta1",
+                 "beta2", "weight_decay", "grad_clip", "eval_interval", "eval_iters")})
+    return c, str(load_dataset("shakespeare_char").path)
+
+
+def whole(preset, iters, pairs, tinygpt_args=()):
+    """Wall seconds of whole commands, each a fresh process: {name: [seconds per pair]}."""
+    c, data_dir = _whole_settings(preset, iters)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    times = {"nanoGPT": [], "tinygpt": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        def cmd(name, i):
+            out = os.path.join(tmp, f"{name}-{i}")
+            if name == "nanoGPT":
+                return [sys.executable, os.path.abspath(__file__), "--run-nanogpt", json.dumps(c), data_dir, out]
+            return [sys.executable, "-m", "tinygpt", "train", "--preset", preset, "--set", f"max_iters={iters}",
+                    "--set", "device=cpu", "--out", out, *tinygpt_args]
+        for i in range(pairs):
+            for name in (("nanoGPT", "tinygpt") if i % 2 == 0 else ("tinygpt", "nanoGPT")):  # ABBA: drift cancels
+                t0 = time.perf_counter()
+                subprocess.run(cmd(name, i), env=env, cwd=ROOT, check=True,  # -m puts the cwd first: this checkout
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                times[name].append(time.perf_counter() - t0)
+            print(f"pair {i + 1}/{pairs}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
+    return times
+
+
 def main(argv=None):
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--run-nanogpt":  # the timed child: settings, data, out
+        return nanogpt_train(json.loads(sys.argv[2]), sys.argv[3], sys.argv[4])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="cpu", help="training preset both models use (default cpu)")
     p.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds; the median is reported")
-    p.add_argument("--iters", type=int, default=20, help="training steps per round")
+    p.add_argument("--iters", type=int, default=None, help="training steps per round (default 20); with --whole, "
+                   "max_iters of each run (default the preset's)")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    p.add_argument("--whole", action="store_true", help="time whole training commands, each in a fresh process")
+    p.add_argument("--pairs", type=int, default=3, help="with --whole: interleaved pairs; the median is reported")
     p.add_argument("--json", help="also write the figures to this JSON file (atomically)")
     args = p.parse_args(argv)
+    from tinygpt.checkpoint import write_json
+    if args.whole:
+        from tinygpt.presets import make_config
+        iters = args.iters or make_config(args.preset).max_iters
+        times = whole(args.preset, iters, args.pairs)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        result = {"preset": args.preset, "max_iters": iters, "pairs": args.pairs, "threads": torch.get_num_threads(),
+                  "torch": torch.__version__, "wall_s": med, "all_s": times,
+                  "ratio_tinygpt_to_nanogpt": med["tinygpt"] / med["nanoGPT"],
+                  "pair_ratios": [t / n for t, n in zip(times["tinygpt"], times["nanoGPT"])]}
+        print(f"whole command, max_iters={iters}: nanoGPT {med['nanoGPT']:.1f} s, tinygpt {med['tinygpt']:.1f} s, "
+              f"ratio {result['ratio_tinygpt_to_nanogpt']:.3f} (per pair: "
+              + ", ".join(f"{r:.3f}" for r in result["pair_ratios"]) + ")")
+        if args.json:
+            write_json(args.json, result)
+        return result
+    from tinygpt.data import load_dataset
+    from tinygpt.presets import make_config
+    args.iters = args.iters or 20
     data = load_dataset("shakespeare_char")
     cfg = make_config(args.preset, device="cpu")
     cfg.model.vocab_size = data.vocab_size

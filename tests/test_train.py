@@ -102,6 +102,35 @@ def test_smoke_run_lowers_val_loss_and_writes_its_files(run):
         assert (out / name).stat().st_mode & 0o444 == 0o444, name
 
 
+@pytest.mark.parametrize("best_is_final", [True, False])
+def test_whole_split_losses_are_those_of_the_best_and_final_weights(tmp_path, monkeypatch, best_is_final):
+    """metrics.json's val_loss_full is best.pt's whole-split loss, final_val_loss_full ckpt.pt's; when the best
+    checkpoint is the final model the pass runs once (the same weights give the same number)."""
+    import tinygpt.train as tr
+    from tinygpt.data import load_dataset
+    real_estimate, passes = tr.estimate_loss, []
+
+    def estimate(model, data, cfg, iter_num, device, ctx):  # the periodic estimate picks iter 4 unless best_is_final
+        out = real_estimate(model, data, cfg, iter_num, device, ctx)
+        return {**out, "val": out["val"] if best_is_final or iter_num != 4 else 0.0}
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        return real_full(*args, **kwargs)
+
+    real_full = tr.full_val_loss
+    monkeypatch.setattr(tr, "estimate_loss", estimate)
+    monkeypatch.setattr(tr, "full_val_loss", counted)
+    train(small(), tmp_path, progress=False, log=lambda *a: None)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert read_checkpoint(tmp_path / "best.pt")["iter_num"] == (10 if best_is_final else 4)
+    assert len(passes) == (1 if best_is_final else 2)
+    data = load_dataset("shakespeare_char")
+    assert metrics["val_loss_full"] == real_full(load(tmp_path / "best.pt"), data, 32)
+    assert metrics["final_val_loss_full"] == real_full(load(tmp_path / "ckpt.pt"), data, 32)
+    assert (metrics["val_loss_full"] == metrics["final_val_loss_full"]) == best_is_final
+
+
 def test_eval_iters_are_multiples_of_eval_interval_then_max_iters(tmp_path):
     hist = train(make_config("smoke", max_iters=6, eval_interval=3, eval_iters=1), tmp_path, progress=False)
     assert [h["iter"] for h in hist["evals"]] == [0, 3, 6]

@@ -601,3 +601,110 @@ def test_key_importance_starts_at_the_baseline():
     with torch.no_grad():
         # ι = 0 goes through the masked kernel rather than the is_causal one: equal up to rounding
         torch.testing.assert_close(model(idx)[0], base(idx)[0], atol=1e-6, rtol=0)
+
+
+# ----------------------------------------------------------------------------- offsets as q/k channels
+
+CHANNEL_VARIANTS = ("soft_window", "alibi", "key_importance")
+T_LONG = 1024
+
+
+def loss_and_grads(model, idx, targets, explicit):
+    """Logits, loss and every parameter's gradient, on the fused path or the explicit (capture's) one."""
+    for block in model.transformer.h:
+        block.attn.record = {} if explicit else None  # a dict: the explicit path runs and fills it
+    model.zero_grad(set_to_none=True)
+    try:
+        logits, loss = model(idx, targets)
+        loss.backward()
+    finally:
+        for block in model.transformer.h:
+            block.attn.record = None
+    return logits.detach(), loss.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+
+def offset_params(model):
+    """The parameters that reach the logits only through the offset (and so only through the channels)."""
+    return {n: p for n, p in model.named_parameters() if ".span." in n or "key_importance.proj.weight" in n}
+
+
+@pytest.mark.parametrize("variant, per_head", [(v, False) for v in CHANNEL_VARIANTS] + [("key_importance", True)])
+def test_offset_channels_equal_explicit(variant, per_head, monkeypatch):
+    """The fused path's q/k channels give the explicit path's logits and every parameter's gradient (fp32)."""
+    monkeypatch.setattr(tinygpt.model, "ALIBI_MASK_MAX_T", 0)  # alibi's channels even at this short context
+    model = model_for(variant, key_importance_per_head=per_head).train()  # dropout 0: both paths deterministic
+    idx, targets = tokens(2, L), tokens(2, L, seed=1)
+    fused = loss_and_grads(model, idx, targets, explicit=False)
+    explicit = loss_and_grads(model, idx, targets, explicit=True)
+    torch.testing.assert_close(fused[0], explicit[0], atol=ATOL, rtol=0)
+    torch.testing.assert_close(fused[1], explicit[1], atol=ATOL, rtol=0)
+    for name, g in explicit[2].items():
+        assert (g is None) == (fused[2][name] is None), name
+        # atol: ι's bias moves every key of a row alike, so its exact gradient is 0 (both paths: rounding)
+        torch.testing.assert_close(fused[2][name], g, atol=1e-7, rtol=1e-4, msg=name)
+    for name in offset_params(model):
+        assert explicit[2][name].abs().max() > 1e-4, name  # the offset's parameters are trained: not vacuous
+    # not vacuous: without its offset the model's logits are far from these
+    for block in model.transformer.h:
+        block.attn.channels = block.attn.offset = lambda *args: None
+    with torch.no_grad():
+        assert (model(idx)[0] - fused[0]).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("variant", CHANNEL_VARIANTS)
+@pytest.mark.parametrize("alibi_mask_max_t", [0, L])
+def test_offset_channels_run_on_the_flash_kernel(variant, alibi_mask_max_t, monkeypatch):
+    """No T×T tensor with a gradient: with the math fallback disabled the training step still runs."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    monkeypatch.setattr(tinygpt.model, "ALIBI_MASK_MAX_T", alibi_mask_max_t)  # alibi: channels, then its mask
+    model = model_for(variant).train()
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):  # raises if SDPA would need its math path
+        _, loss = model(tokens(2, L), tokens(2, L, seed=1))
+        loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("T", [64, 256, 257, 1024, 4096])
+def test_position_channels_are_exact_in_bfloat16(T):
+    """kc @ w = j − c for every key j, with each channel value an integer that bf16 holds exactly."""
+    kc, w = V.position_channels(T, "cpu")
+    assert kc.shape == (T, 1 if T <= 256 else 2)
+    assert torch.equal(kc.to(torch.bfloat16).float(), kc)
+    j = (kc.double() @ w.double())
+    c = j[0]
+    assert torch.equal(j - c, torch.arange(T, dtype=torch.float64))
+    assert j.abs().max() <= T / 2 + 256  # centred: the rounding of the logits grows with |kc|
+    # a bf16 query weight x: 256·bf16(x) is bf16(256·x), so the slope is the same on both channels
+    x = torch.tensor(1 / 3.7)
+    qw = (x * w).to(torch.bfloat16).double()
+    torch.testing.assert_close(qw / qw[-1], w.double(), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("variant", CHANNEL_VARIANTS)
+def test_offset_channels_exact_at_block_size_1024(variant):
+    """L = T = 1024: keys beyond 256 (two position channels), slopes up to 1/σ ≈ 0.85.
+
+    In float64 the fused path is the explicit one: the channel trick is exact. In float32 its error is
+    the rounding of logits as large as |j − c|/σ (≈ 440 here, against ≈ 1 on the explicit path), and the
+    same cancellation in σ's gradient Σ_j g_ij·(j − c), where Σ_j g_ij = 0: a few ulps of 440.
+    """
+    T = T_LONG
+    assert T > tinygpt.model.ALIBI_MASK_MAX_T  # alibi runs on its channels here
+    model = model_for(variant, n_layer=1, block_size=T).train()
+    if variant == "soft_window":  # σ from 1.2 tokens (a = −8) to several T: the steepest slopes are the hardest
+        with torch.no_grad():
+            model.transformer.h[0].attn.span.proj.bias.copy_(torch.tensor([-8.0, -4.0, 0.0, 1.0]))
+    idx, targets = tokens(1, T), tokens(1, T, seed=1)
+    ref = loss_and_grads(model.double(), idx, targets, explicit=True)
+    gmax = max(g.abs().max().item() for g in ref[2].values())
+    exact = loss_and_grads(model, idx, targets, explicit=False)  # fused, float64
+    torch.testing.assert_close(exact[0], ref[0], atol=1e-10, rtol=0)
+    for name, g in ref[2].items():
+        torch.testing.assert_close(exact[2][name], g, atol=1e-10 * gmax, rtol=1e-8, msg=name)
+    f32 = loss_and_grads(model.float(), idx, targets, explicit=False)
+    torch.testing.assert_close(f32[0].double(), ref[0], atol=3e-4, rtol=0)
+    for name, g in ref[2].items():  # measured: 2e-3 of the gradient's scale for σ's Linear, 1e-5 elsewhere
+        atol = 1e-2 * g.abs().max().item() + 1e-5 * gmax
+        torch.testing.assert_close(f32[2][name].double(), g, atol=atol, rtol=0, msg=name)
+    for name in offset_params(model):
+        assert ref[2][name].abs().max() > 1e-4 * gmax, name

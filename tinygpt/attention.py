@@ -6,7 +6,10 @@ one softmax, and return `y` (B, H, T, D) and, when asked, the attention structur
 
     rel = Σ_j p_ij u_j − u_i,  sd = sqrt(Σ_j p_ij u_j² − (Σ_j p_ij u_j)² + ε),  mean_logit = Σ_j p_ij s_ij
 
-with u_j = j / L. The fused path gets them without a T×T weight matrix: each is a weighted average
+with u_j = j / L. The fused path also takes offsets of low rank (soft window, ALiBi, key importance)
+as extra q/k `channels` instead of a T×T tensor, so that they too run on the flash kernel.
+
+The fused path gets them without a T×T weight matrix: each is a weighted average
 of something linear in the key (u_j, u_j², and k_j since Σ p s = q·Σ p k / √D), so they ride along
 as extra value channels of the same scaled_dot_product_attention call.
 """
@@ -31,31 +34,55 @@ def _positions(T, block_size, device, dtype=torch.float32):
     return torch.arange(T, device=device, dtype=dtype) / block_size  # u (T,)
 
 
-def attend_fused(q, k, v, offset=None, *, stats=None, block_size, dropout_p=0.0):
-    """Training path. `stats`: None, "positions" (rel, sd) or "all" (also mean_logit)."""
+def _pad_to(t, width):
+    return t if t.size(-1) == width else F.pad(t, (0, width - t.size(-1)))
+
+
+def attend_fused(q, k, v, offset=None, *, channels=None, stats=None, block_size, dropout_p=0.0):
+    """Training path. `stats`: None, "positions" (rel, sd) or "all" (also mean_logit).
+
+    `channels`: (qc, kc), broadcastable to (B, H, T, n) each: a logit offset Σ_c qc_ic·kc_jc (see
+    variants.soft_window_channels) added as n extra q/k channels, so the flash kernel applies it with
+    no T×T tensor. `offset`: a dense (…, T, T) offset instead (SDPA's attn_mask).
+    """
     B, H, T, D = q.shape
     mask = None if offset is None else causal_bias(offset.to(q.dtype), T)
-    if stats is None:
+    if stats is None and channels is None:
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None)
         return y, None
-    # Structure channels in float32 even under bf16 autocast: sd = sqrt(E[u²] − μ²) cancels badly.
-    q, k, v = q.float(), k.float(), v.float()
-    mask = None if mask is None else mask.float()
-    u = _positions(T, block_size, q.device).view(1, 1, T, 1).expand(B, H, T, 1)
-    extra = [u, u * u] + ([k] if stats == "all" else [])
-    values = torch.cat([v] + extra, dim=-1)
+    q0 = q
+    if stats is not None:
+        # Structure channels in float32 even under bf16 autocast: sd = sqrt(E[u²] − μ²) cancels badly.
+        q, k, v = q.float(), k.float(), v.float()
+        mask = None if mask is None else mask.float()
+    values = v
+    if stats is not None:
+        u = _positions(T, block_size, q.device).view(1, 1, T, 1).expand(B, H, T, 1)
+        values = torch.cat([v, u, u * u] + ([k] if stats == "all" else []), dim=-1)  # (B, H, T, D + 2 [+ D])
+    if channels is not None:
+        qc, kc = channels
+        n = qc.size(-1)
+        # the kernel's 1/√D scale turns √D·qc·kc back into qc·kc; one rounding to q's dtype, at the end
+        qc = qc.to(torch.promote_types(qc.dtype, q.dtype)) * math.sqrt(D)
+        q = torch.cat([q, qc.to(q.dtype).expand(B, H, T, n)], dim=-1)  # (B, H, T, D + n)
+        k = torch.cat([k, kc.to(k.dtype).expand(B, H, T, n)], dim=-1)
     # Flash kernels want one head size for q, k and v (else SDPA falls back to its slow T×T math
-    # path): zero columns on q and k leave every score q·k as it was; the scale stays 1/√D.
-    pad = (0, values.size(-1) - D)
-    out = F.scaled_dot_product_attention(F.pad(q, pad), F.pad(k, pad), values,
+    # path): zero columns on q and k leave every score q·k as it was, zero value columns give zero
+    # outputs; the scale stays 1/√D.
+    # (no rounding up to a multiple of 8: on CPU at the cpu preset, 40 columns cost more than 33)
+    width = max(q.size(-1), values.size(-1))
+    out = F.scaled_dot_product_attention(_pad_to(q, width), _pad_to(k, width), _pad_to(values, width),
                                          attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None,
                                          scale=1.0 / math.sqrt(D))
+    y = out[..., :D]
+    if stats is None:
+        return y, None
     # With dropout the moments are unbiased estimates of the exact ones (the mask averages out).
-    y, mu, m2 = out[..., :D], out[..., D], out[..., D + 1]
+    mu, m2 = out[..., D], out[..., D + 1]
     rel, sd = structure_from_moments(mu, m2, u[..., 0])
     st = {"rel": rel, "sd": sd}
-    if stats == "all":
-        st["mean_logit"] = (q * out[..., D + 2:]).sum(-1) / math.sqrt(D)
+    if stats == "all":  # Σ_j p_ij s_ij with the plain scores: the channels are not part of s
+        st["mean_logit"] = (q0.float() * out[..., D + 2:D + 2 + D]).sum(-1) / math.sqrt(D)
     return y, st
 
 

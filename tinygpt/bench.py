@@ -2,10 +2,22 @@
 
 All variants are timed in one process, interleaved round by round (so drift in the machine's
 speed hits them alike), on the same fixed random batch; each figure is the median of the rounds.
+
+Peak memory: on CUDA, the allocator's peak during the warm-up steps. On CPU, a process's resident
+memory is shared by everything it ever allocated, so each variant's peak is measured in a fresh
+subprocess: the high-water mark of its resident set (VmHWM) over a few training steps, minus its
+resident set just before the first step (Python, torch, the model and the batch). Large tensors are
+mmapped by the C allocator and returned on free, so this follows the live tensors closely.
+
+    python -m tinygpt bench --preset cpu --variant all
+    python -m tinygpt bench --preset cpu --variant soft_window alibi --set block_size=1024 --rounds 3 --iters 2
 """
 
-import resource
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -43,8 +55,43 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def _rss_mb(field):
+    """VmRSS or VmHWM (the resident high-water mark) of this process from /proc, in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def _cpu_step_peak(preset, variant, overrides, steps=2):
+    """In this (fresh) process: peak resident MiB above the resident set before the first step."""
+    cfg = make_config(preset, variant=variant, device="cpu", **overrides)
+    step = _step_fn(cfg, "cpu", autocast_context("cpu", cfg.dtype)[0])
+    before = _rss_mb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current resident set (Linux ≥ 4.0)
+    for _ in range(steps):  # the first step allocates AdamW's state: kept, and counted
+        step()
+    return _rss_mb("VmHWM") - before
+
+
+def cpu_peak_mb(preset, variant, overrides):
+    """_cpu_step_peak in a subprocess (this process's memory would blur it); None where /proc cannot say."""
+    code = ("import json, sys; from tinygpt.bench import _cpu_step_peak; "
+            "a = json.loads(sys.argv[1]); print(json.dumps(_cpu_step_peak(*a)))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    try:
+        out = subprocess.run([sys.executable, "-c", code, json.dumps([preset, variant, overrides])], env=env,
+                             cwd=root, capture_output=True, text=True, check=True)  # -c puts the cwd first
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (subprocess.CalledProcessError, ValueError, IndexError, OSError):
+        return None
+
+
 def bench(preset="cpu", variants=("baseline",), iters=20, warmup=5, rounds=5, progress=True, **overrides):
-    """Rows of {variant, ms_per_iter, tokens_per_s, ratio, peak_mem_mb}; ratio is to the baseline."""
+    """Rows of {variant, ms_per_iter, tokens_per_s, ratio, peak_mem_mb, mem_ratio}; ratios are to the baseline."""
     variants = list(VARIANTS) if variants in ("all", ["all"], ("all",)) else list(variants)
     if "baseline" not in variants:
         variants = ["baseline"] + variants
@@ -60,7 +107,7 @@ def bench(preset="cpu", variants=("baseline",), iters=20, warmup=5, rounds=5, pr
             steps[v]()
         _sync(device)
         peaks[v] = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
-                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                    else cpu_peak_mb(preset, v, overrides))
     total = rounds * len(variants)
     bar = None
     if progress:
@@ -82,16 +129,22 @@ def bench(preset="cpu", variants=("baseline",), iters=20, warmup=5, rounds=5, pr
     rows = []
     for v in variants:
         cfg, t = cfgs[v], statistics.median(times[v])
+        mem_ratio = peaks[v] / peaks["baseline"] if peaks[v] is not None and peaks["baseline"] else None
         rows.append({"variant": v, "ms_per_iter": 1000 * t, "ratio": t / base,
                      "tokens_per_s": cfg.batch_size * cfg.model.block_size / t, "peak_mem_mb": peaks[v],
-                     "device": device, "preset": preset, "threads": torch.get_num_threads()})
+                     "mem_ratio": mem_ratio, "device": device, "preset": preset, "threads": torch.get_num_threads()})
     return rows
 
 
 def format_rows(rows):
-    mem = "peak CUDA MB" if rows[0]["device"].startswith("cuda") else "process max RSS MB"
-    lines = [f"| variant | ms/iter | × baseline | tokens/s | {mem} |", "|---|---:|---:|---:|---:|"]
+    mem = "peak CUDA MB" if rows[0]["device"].startswith("cuda") else "step peak RSS MB"
+
+    def num(x, fmt):
+        return "n/a" if x is None else format(x, fmt)
+
+    lines = [f"| variant | ms/iter | × baseline | tokens/s | {mem} | mem × baseline |",
+             "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['ms_per_iter']:.1f} | {r['ratio']:.2f} | "
-                     f"{r['tokens_per_s']:,.0f} | {r['peak_mem_mb']:.0f} |")
+                     f"{r['tokens_per_s']:,.0f} | {num(r['peak_mem_mb'], '.0f')} | {num(r.get('mem_ratio'), '.2f')} |")
     return "\n".join(lines)

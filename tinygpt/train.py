@@ -247,11 +247,15 @@ def _finish(s, log):
     cfg, device = s.cfg, s.device
     best = min(s.history, key=lambda h: h["val_loss"])
     rates = [h["tokens_per_s"] for h in s.history if h["tokens_per_s"]]
-    best_model = GPT(cfg.model).to(device)
-    best_model.load_state_dict(read_checkpoint(s.out_dir / "best.pt", map_location=device)["model"])
+    best_ckpt = read_checkpoint(s.out_dir / "best.pt", map_location=device)
     with s.ctx:  # the best checkpoint (picked by the periodic estimate) and the final one, on the whole split
-        full = full_val_loss(best_model, s.data, cfg.model.block_size, device)
         final_full = full_val_loss(s.raw_model, s.data, cfg.model.block_size, device)
+        if best_ckpt["iter_num"] == s.iter_num:  # the best is the final model: the same weights, the same number
+            full = final_full
+        else:
+            best_model = GPT(cfg.model).to(device)
+            best_model.load_state_dict(best_ckpt["model"])
+            full = full_val_loss(best_model, s.data, cfg.model.block_size, device)
     write_json(s.out_dir / "metrics.json", {
         "best_val_loss": best["val_loss"], "best_iter": best["iter"], "val_loss_full": full,
         "final_val_loss_full": final_full,

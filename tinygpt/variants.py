@@ -103,6 +103,50 @@ def alibi_offset(n_head, d):
     return -alibi_slopes(n_head).to(d.device).view(1, -1, 1, 1) * d  # (1, H, T, T)
 
 
+# ----------------------------------------------------------------------------- offsets as q/k channels
+# The fused path never builds a T×T offset: an offset Σ_c α_ic·β_jc (up to a row constant, which the
+# softmax ignores) is c extra channels, α on the query and β on the key, of the same SDPA call.
+
+POSITION_SPLIT = 256  # bf16 holds the integers up to 256 exactly: above that, j = 256·a + b
+
+
+def position_channels(T, device):
+    """The key position j as exact key channels: kc (T, n) and weights w (n,) with kc @ w = j − c.
+
+    c, a row constant, centres the channel (c = 0 mod 256, about T/2): the fp32 rounding of the
+    logits, and the cancellation in the query channel's gradient Σ_j g_ij·kc_j (where Σ_j g_ij = 0),
+    grow with |kc|. Up to 256 tokens one channel j − c; beyond, two channels a − c/256 = j // 256 − c/256
+    and b = j % 256, each an integer exact in bf16, weighted by 256 and 1: a bf16 query channel 256·x is
+    exactly 256 × bf16(x), so positions stay exact under autocast (a bf16 j would merge 257 with 256).
+    """
+    j = torch.arange(T, device=device, dtype=torch.float32)
+    if T <= POSITION_SPLIT:
+        return (j - T // 2).unsqueeze(-1), torch.ones(1, device=device)
+    a = torch.div(j, POSITION_SPLIT, rounding_mode="floor")
+    kc = torch.stack([a - (T // 2) // POSITION_SPLIT, j - POSITION_SPLIT * a], dim=-1)
+    return kc, torch.tensor([float(POSITION_SPLIT), 1.0], device=device)
+
+
+def soft_window_channels(span):
+    """1 − (d + 1)/σ_i = [1 − (i + 1)/σ_i] + j/σ_i: query channel 1/σ_i against key channel j.
+
+    span (B, H, T) → qc (B, H, T, n), kc (T, n); the gradient reaches σ through the query channel.
+    """
+    kc, w = position_channels(span.size(-1), span.device)
+    return span.reciprocal().unsqueeze(-1) * w, kc
+
+
+def alibi_channels(n_head, T, device):
+    """−m_h·(i − j) = −m_h·i + m_h·j: query channel m_h against key channel j. → (1, H, 1, n), (T, n)."""
+    kc, w = position_channels(T, device)
+    return alibi_slopes(n_head).to(device).view(1, -1, 1, 1) * w, kc
+
+
+def key_importance_channels(iota):
+    """ι_j on every row: query channel 1 against key channel ι_j. iota (B, K, T) → (1, 1, 1, 1), (B, K, T, 1)."""
+    return iota.new_ones(1, 1, 1, 1), iota.unsqueeze(-1)
+
+
 class KeyImportance(nn.Module):
     """ιˡ = ιˡ⁻¹ + w_l·x: a scalar per token (or per head and token) added to its logits as a key.
 
