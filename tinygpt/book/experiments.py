@@ -86,6 +86,8 @@ def ensure_run(run: Run, retrain=False, root=None, need_model=False, progress=Fa
         if not retrain and is_finished(run_dir, cfg, need_model):
             return run_dir
         stale = retrain or (run_dir / "config.json").exists() and not _same_config(run_dir, cfg)
+        # a finished run whose model is gone: its weights are only recovered by training it again from the start
+        stale = stale or need_model and (run_dir / "metrics.json").exists() and not (run_dir / "best.pt").exists()
         if stale:  # start over: an old config's files must not mix with the new run's
             for name in ("ckpt.pt", "best.pt", "history.json", "metrics.json", "config.json"):
                 (run_dir / name).unlink(missing_ok=True)
