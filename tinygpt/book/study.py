@@ -61,7 +61,7 @@ def shape_runs(preset, seed=0, both_ways=False):
         for v in moves[: 2 if both_ways else 1]:
             if knob == "n_embd" and v % m["n_head"]:
                 continue
-            out.append(Run(preset, "baseline", seed, tag=f"shape-{knob}={v}", overrides={knob: v}))
+            out.append(Run(preset, "baseline", seed, tag=f"shape-{knob}={v}", overrides={knob: v}, need_model=False))
     return out
 
 
@@ -71,7 +71,7 @@ DATA_SIZES = {"frac0.25": {"data_fraction": 0.25}, "frac0.5": {"data_fraction": 
 
 def data_size_runs(preset, variants, n_seeds):
     """Chapter 06, hypothesis 2: the baseline and variants on less and on more text."""
-    return [Run(preset, v, s, tag=f"{v}+{size}", overrides=over)
+    return [Run(preset, v, s, tag=f"{v}+{size}", overrides=over, need_model=False)
             for size, over in DATA_SIZES.items() for v in variants for s in range(n_seeds)]
 
 
