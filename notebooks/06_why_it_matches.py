@@ -107,8 +107,8 @@ summary = {"preset": preset, "match_width": MATCH_WIDTH}
 # %%
 params = dict(preset=preset, n_seeds=n_seeds, baseline_seeds=baseline_seeds, with_regime=with_regime)
 planned = study.chapter_runs("06_why_it_matches", params)  # the same list `book run` plans from
-regime_runs = [r for r in planned if not r.need_model]  # hypothesis 3: only their losses are read
-runs, table = study.train_and_compare([r for r in planned if r.need_model], jobs, False, root, device)
+regime_runs = [r for r in planned if "+" in r.name]  # hypothesis 3 (section 2): longer budgets and context
+runs, table = study.train_and_compare([r for r in planned if "+" not in r.name], jobs, False, root, device)
 missing = [r for r in regime_runs if not (r.path(root) / "metrics.json").exists()]
 if missing:
     print(f"training {len(missing)} regime runs (section 2) that have no results yet; at the cpu preset the "
