@@ -282,7 +282,7 @@ summary["h3"]["baseline_curve"] = {"budget": float(longest), "best_iter": int(v_
 
 # %%
 ctx = regime.by_context(reg, rmetric)
-if len(ctx):
+if len(ctx) and ctx.block_size.nunique() > 1:
     ctx["verdict"] = [verdict(lo, hi) for lo, hi in zip(ctx.lo, ctx.hi)]
     display(ctx.round(4))
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
@@ -305,7 +305,7 @@ if len(ctx):
             for v in wide.index)))
 else:
     display(Markdown("The longer-context runs have not finished yet; this section fills in when they have."))
-summary["h3"]["context"] = regime.plain(ctx.to_dict("records"))
+summary["h3"]["context"] = regime.plain(ctx.to_dict("records")) if "verdict" in ctx else []
 
 # %% [markdown]
 # ### 2.5 Which checkpoint is compared?
