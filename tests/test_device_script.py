@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = Path(os.environ.get("TINYGPT_DATA_SOURCE") or ROOT.parent / "shared" / "data")
+SOURCE = Path(os.environ.get("TINYGPT_DATA_SOURCE") or ROOT.parent / "shared" / "data").resolve()  # the script cds
 IMAGE = ["numpy", "pandas", "scipy", "matplotlib", "seaborn", "tqdm"]  # beside torch, what the book needs of it
 
 
