@@ -141,7 +141,12 @@ print([r for r in d['rows'] if r['n'] == d['n']][0]['tokens_per_s'] * $PARALLEL 
     --tokens-per-s "$RATE" --fit $(( (LEFT - 90) * 10 / 13 )) --seeds "$SEEDS") || fail "plan"
   step "--fit: $SEEDS seeds fit at $RATE tokens/s"
 fi
-[ -n "$SEEDS" ] && SETS+=(--set "n_seeds=$SEEDS" --set "baseline_seeds=$SEEDS")
+if [ -n "$SEEDS" ]; then  # baseline_seeds only where a chosen chapter takes it (01 alone does not: an error)
+  SETS+=(--set "n_seeds=$SEEDS")
+  if [ ${#CHAPTERS[@]} -eq 0 ] || printf '%s\n' "${CHAPTERS[@]}" | grep -qv '^0[15]'; then
+    SETS+=(--set "baseline_seeds=$SEEDS")
+  fi
+fi
 if [ -f "$BUILD/probe.json" ] && [ "$($PY -c "import json; print(json.load(open('$BUILD/probe.json'))['compile'])")" = False ]; then
   SETS+=(--set compile=False)  # the probe found compiling costs more than it saves (compile is not part of a run's identity)
 fi
