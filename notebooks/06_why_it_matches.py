@@ -115,7 +115,7 @@ if missing:
           "whole regime experiment is about 4.5 hours on 2 cores: its results are committed in results/cpu/")
 ensure_runs(regime_runs, jobs=jobs, root=root, device=device)
 base_vals = runs[runs.tag == "baseline"].val_loss_full
-table["p"] = [regime._welch_p(runs[runs.tag == t].val_loss_full, base_vals) if t != "baseline" else np.nan
+table["p"] = [regime.welch_p(runs[runs.tag == t].val_loss_full, base_vals) if t != "baseline" else np.nan
               for t in table.tag]
 cmp = table.tag != "baseline"
 table.loc[cmp, "p (Holm)"] = regime.holm(table.loc[cmp, "p"])

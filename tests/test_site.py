@@ -56,16 +56,7 @@ def test_a_built_standin_book_passes(tmp_path):
     pytest.importorskip("jupyter_book")
     assert importlib.util.find_spec("latex2mathml"), (
         "latex2mathml is missing: without it the book's math needs MathJax from a CDN (pip install latex2mathml)")
-    site = tmp_path / "book"
-    site.mkdir()
-    for name in ("_config.yml", "references.bib"):
-        shutil.copy(REPO / "book" / name, site / name)
-    (site / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapter\n")
-    (site / "intro.md").write_text("# A stand-in book\n\nInline math: $p_{ij}$.\n")
-    executed_chapter(site / "chapter.ipynb")
-
-    assert book.build(site, quiet=True) == 0
-    html = site / "_build" / "html"
+    html = standin_site(tmp_path, "# A stand-in book\n\nInline math: $p_{ij}$.\n")
     results = check_site.check_site(html)
     print(check_site.format_table(results))
     assert [r.page for r in results] == ["intro", "chapter"]
@@ -199,20 +190,25 @@ def layout_problems(layout, check_figures=True):
     return problems
 
 
-@needs_browser
-def test_screenshots_of_a_standin_book(tmp_path):
-    """Screenshots of a built stand-in book are not blank, no page scrolls sideways, figures are drawn at size;
-    and the checks fail on a page made to break each of them."""
-    pytest.importorskip("jupyter_book")
+def standin_site(tmp_path, intro):
+    """The book's own _config.yml, an intro page and one executed chapter, built; returns the html folder."""
     site = tmp_path / "book"
     site.mkdir()
     for name in ("_config.yml", "references.bib"):
         shutil.copy(REPO / "book" / name, site / name)
     (site / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapter\n")
-    (site / "intro.md").write_text("# A stand-in book\n\nSome text, and a table:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    (site / "intro.md").write_text(intro)
     executed_chapter(site / "chapter.ipynb")
     assert book.build(site, quiet=True) == 0
-    html = site / "_build" / "html"
+    return site / "_build" / "html"
+
+
+@needs_browser
+def test_screenshots_of_a_standin_book(tmp_path):
+    """Screenshots of a built stand-in book are not blank, no page scrolls sideways, figures are drawn at size;
+    and the checks fail on a page made to break each of them."""
+    pytest.importorskip("jupyter_book")
+    html = standin_site(tmp_path, "# A stand-in book\n\nSome text, and a table:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
     layout = page_layout(html, ["intro", "chapter"], tmp_path)
     assert layout_problems(layout) == []
 

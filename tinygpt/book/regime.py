@@ -18,7 +18,7 @@ import pandas as pd
 from .results import welch
 
 
-def _welch_p(a, b):
+def welch_p(a, b):
     """Two-sided p value of Welch's t test for mean(a) − mean(b)."""
     from scipy import stats
     return float(stats.ttest_ind(np.asarray(a, float), np.asarray(b, float), equal_var=False).pvalue)
@@ -41,11 +41,6 @@ def gap_over_training(histories, baseline="baseline", split="val_loss"):
     return pd.DataFrame(rows)
 
 
-def budget_of(row, preset_iters):
-    """A run's budget as a multiple of the preset's iterations (1 for the preset's own runs)."""
-    return row["iters"] / preset_iters
-
-
 def gap_by_budget(runs, metric, tokens_per_iter, baseline="baseline"):
     """Rows (variant, iters, tokens, diff, lo, hi, p, n, n_base) from a table of finished runs.
 
@@ -59,7 +54,7 @@ def gap_by_budget(runs, metric, tokens_per_iter, baseline="baseline"):
             continue
         w = welch(g[metric], b)
         rows.append({"variant": variant, "iters": int(iters), "tokens": int(iters) * tokens_per_iter,
-                     "diff": w["diff"], "lo": w["lo"], "hi": w["hi"], "p": _welch_p(g[metric], b),
+                     "diff": w["diff"], "lo": w["lo"], "hi": w["hi"], "p": welch_p(g[metric], b),
                      "n": len(g), "n_base": len(b), "base_mean": b.mean(), "mean": g[metric].mean()})
     return pd.DataFrame(rows)
 
@@ -182,7 +177,7 @@ def by_context(regime, metric="val_loss_full", baseline="baseline"):
             if len(gv) >= 2 and len(base) >= 2:
                 w = welch(gv[metric], base)
                 rows.append({"variant": v, "block_size": int(gv.block_size.iloc[0]), "diff": w["diff"],
-                             "lo": w["lo"], "hi": w["hi"], "p": _welch_p(gv[metric], base), "n": len(gv),
+                             "lo": w["lo"], "hi": w["hi"], "p": welch_p(gv[metric], base), "n": len(gv),
                              "n_base": len(base)})
     return pd.DataFrame(rows)
 
