@@ -370,7 +370,7 @@ def test_sample_file_that_is_not_a_checkpoint(capsys, tmp_path):
 # ---- bench ----
 
 def test_bench_table(capsys):
-    rc, stdout, _ = run_main(capsys, "bench", "--preset", "smoke", "--iters", 2, "--warmup", 1, "--rounds", 1,
+    rc, stdout, _ = run_main(capsys, "bench", "--preset", "smoke", "--iters", 2, "--warmup", 1, "--rounds", 3,
                              "--variant", "soft_window")
     assert rc == 0
     lines = stdout.strip().splitlines()
@@ -381,6 +381,8 @@ def test_bench_table(capsys):
     assert set(rows) == {"baseline", "soft_window"}
     assert rows["baseline"][2] == "1.00"
     assert float(rows["soft_window"][2]) > 0 and float(rows["soft_window"][1]) > 0
+    q1, q3 = (float(x) for x in rows["soft_window"][4].split("–"))  # the paired ratios' quartiles
+    assert q1 <= float(rows["soft_window"][2]) <= q3
 
 
 @pytest.mark.parametrize("option", ["--iters", "--rounds"])

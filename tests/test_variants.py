@@ -20,6 +20,7 @@ from tinygpt.attention import (
     attend_explicit,
     attend_flex_window,
     attend_fused,
+    attend_hard_window,
     skipped_fraction,
     window_block_mask,
 )
@@ -435,7 +436,8 @@ def test_flex_window_gradients_equal_dense(device):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0, msg=name)
 
 
-def test_dense_window_gradients():
+@pytest.mark.parametrize("dense_window", [dense_window, attend_hard_window], ids=["autograd", "by_hand"])
+def test_dense_window_gradients(dense_window):
     """The dense hard window's gradients w.r.t. q and σ equal those of variants.md's formula (float64)."""
     g = torch.Generator().manual_seed(0)
     B, H, T, D = 1, 4, 64, 8
@@ -460,6 +462,49 @@ def test_dense_window_gradients():
     for name, a, b in zip(("y", "q", "span"), *results):
         assert b.abs().max() > 1e-3
         torch.testing.assert_close(a.double(), b, atol=1e-4 if name != "y" else ATOL, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("per_head", [False, True])
+def test_hard_window_by_hand_equals_autograd(per_head):
+    """The hand-written backward is autograd's through the dense offset, to float64 rounding, σ included."""
+    g = torch.Generator().manual_seed(1)
+    B, H, T, D = 2, 4, 64, 8
+    q, k, v, w = (torch.randn(B, H, T, D, generator=g, dtype=torch.float64) for _ in range(4))
+    span = (torch.tensor([2.5, 5.0, 9.0, 100.0], dtype=torch.float64).view(1, H, 1) if per_head
+            else mixed_spans(B, H, T, g).double())
+    results = []
+    for fn in (dense_window, attend_hard_window):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v, span)]
+        (fn(*leaves) * w).sum().backward()
+        results.append([fn(*leaves)] + [t.grad for t in leaves])
+    for name, a, b in zip(("y", "q", "k", "v", "span"), *results):
+        assert a.shape == b.shape and b.abs().max() > 1e-3, name
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0, msg=name)
+
+
+def test_hard_window_by_hand_keeps_epsilon_in_float32():
+    """σ → 1: every key's ramp is ε, so the row must stay finite (1 + ε rounds to 1 in float32)."""
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(1, 4, 16, 8, generator=g) for _ in range(3))
+    span = torch.tensor([1.0, 1.0 + 1e-7, 3.0, 40.0]).view(1, 4, 1)
+    y = attend_hard_window(q, k, v, span)
+    assert torch.isfinite(y).all()
+    torch.testing.assert_close(y, dense_window(q, k, v, span), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("variant", V.HARD_SPAN)
+def test_hard_window_training_path_equals_explicit(variant):
+    """The model's training path (the hand-written hard window on CPU) gives capture's explicit path's
+    logits, loss and every parameter's gradient."""
+    model = small_span_model(variant).train()
+    idx, targets = tokens(2, L), tokens(2, L, seed=1)
+    fused = loss_and_grads(model, idx, targets, explicit=False)
+    explicit = loss_and_grads(model, idx, targets, explicit=True)
+    torch.testing.assert_close(fused[0], explicit[0], atol=ATOL, rtol=0)
+    for name, g in explicit[2].items():
+        torch.testing.assert_close(fused[2][name], g, atol=1e-6, rtol=1e-4, msg=name)
+        if ".span." in name:
+            assert g.abs().max() > 1e-4, name  # the spans are trained: not vacuous
 
 
 def needed_blocks(span, T, block):

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .variants import RAMP_EPS, SD_EPS, structure_from_moments
+from .variants import RAMP_EPS, SD_EPS, distances, structure_from_moments
 
 FLEX_BLOCK = 128  # FlexAttention's tile: the unit in which key blocks are skipped
 
@@ -98,6 +98,74 @@ def attend_explicit(q, k, v, offset=None, *, block_size, dropout=None):
     var = (probs * (u.view(1, 1, 1, T) - mu.unsqueeze(-1)) ** 2).sum(-1)
     stats = {"rel": mu - u, "sd": torch.sqrt(var + SD_EPS), "mean_logit": (probs * scores).sum(-1)}
     return y, stats, scores, probs
+
+
+# ----------------------------------------------------------------------------- dense hard window
+
+class _HardWindow(torch.autograd.Function):
+    """softmax(s + log r) @ v with r the hard window's ramp, forward and backward by hand.
+
+    Autograd through the dense offset keeps about ten (B, H, T, T) tensors per layer and runs SDPA's
+    math path on top; this keeps the weights p only and rebuilds the ramp from σ in the backward:
+
+        dl = p ⊙ (dy·vᵀ − rowsum(dy ⊙ y)),   dσ_i = Σ_j dl_ij · [z_ij > 0] · e_ij / r_ij · (d_ij + 1) / σ_i²
+
+    with z = 1 − (d + 1)/σ, e = exp(−z) and r = 1 − e + ε (variants.ramp; relu′(0) = 0, as autograd's).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, span):
+        B, H, T, D = q.shape
+        # contiguous operands: bmm on the (B, T, H, D)-strided views loops over matrices, several times slower
+        qs = torch.empty_like(q, memory_format=torch.contiguous_format).copy_(q).mul_(1.0 / math.sqrt(D))
+        k, v = k.contiguous(), v.contiguous()
+        e, _ = _ramp_exp(span, T, q.shape)
+        logits = e.neg_().add_(1.0).add_(RAMP_EPS).log_()  # log r, in place: a T×T pass costs like a matmul
+        logits.view(B * H, T, T).baddbmm_(qs.view(B * H, T, D), k.view(B * H, T, D).transpose(1, 2))
+        logits.masked_fill_(torch.ones(T, T, dtype=torch.bool, device=q.device).triu_(1), float("-inf"))
+        p = torch.softmax(logits, dim=-1)
+        y = p @ v
+        ctx.save_for_backward(qs, k, v, span, p, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        qs, k, v, span, p, y = ctx.saved_tensors
+        dy = dy.contiguous()
+        dv = p.transpose(-2, -1) @ dy
+        dl = dy @ v.transpose(-2, -1)
+        dl.sub_((dy * y).sum(-1, keepdim=True)).mul_(p)  # the softmax's backward; 0 wherever p is
+        dq = (dl @ k).mul_(1.0 / math.sqrt(qs.size(-1)))
+        dk = dl.transpose(-2, -1) @ qs
+        dspan = None
+        if ctx.needs_input_grad[3]:
+            e, d1 = _ramp_exp(span, qs.size(-2), qs.shape)
+            inside = e < 1.0  # z > 0: beyond the span (and above the diagonal) the ramp is flat, no gradient
+            # ∂log r/∂σ = e/r · (d + 1)/σ², with r = 1 − e + ε
+            w = torch.where(inside, e / e.neg().add_(1.0).add_(RAMP_EPS), 0.0).mul_(d1).mul_(dl)
+            dspan = (w.sum(-1) / span.expand(qs.shape[:-1]).square()).sum_to_size(span.shape)
+        return dq, dk, dv, dspan
+
+
+def _ramp_exp(span, T, shape):
+    """e = exp(−relu(z)), z = 1 − (d + 1)/σ, as (B, H, T, T), and d + 1: the ramp is r = 1 − e + ε.
+
+    −relu(1 − t) is computed as min(t − 1, 0), which IEEE subtraction makes bit-equal to variants.ramp's.
+    """
+    d1 = distances(T, span.device).add_(1.0)
+    e = torch.div(d1, span.expand(shape[:-1]).contiguous().unsqueeze(-1)).sub_(1.0).clamp_max_(0.0).exp_()
+    return e, d1
+
+
+def attend_hard_window(q, k, v, span):
+    """Hard window, dense (every T×T logit), without attention dropout. span (B|1, H, T|1) in tokens.
+
+    Under autocast the weights and their backward are computed in float32, as SDPA's math path does.
+    """
+    dt = torch.promote_types(q.dtype, torch.float32)
+    with torch.autocast(q.device.type, enabled=False):
+        y = _HardWindow.apply(q.to(dt), k.to(dt), v.to(dt), span.to(dt))
+    return y.to(q.dtype)
 
 
 # ----------------------------------------------------------------------------- block-sparse hard window

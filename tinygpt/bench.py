@@ -1,7 +1,10 @@
 """Training-step speed: ms per iteration, tokens/s and peak memory, variants side by side.
 
-All variants are timed in one process, interleaved round by round (so drift in the machine's
-speed hits them alike), on the same fixed random batch; each figure is the median of the rounds.
+All variants are timed in one process, on the same fixed random batch, interleaved: each round times
+the baseline, then each variant followed by the baseline again. A variant's ratio in a round is its
+time over the mean of the two baseline timings around it (the speed of a shared machine drifts by
+tens of percent within seconds); the ratio reported is the median over rounds, with its quartiles,
+and ms/iter is the median of each variant's timings.
 
 Peak memory: on CUDA, the allocator's peak during the warm-up steps. On CPU, a process's resident
 memory is shared by everything it ever allocated, so each variant's peak is measured in a fresh
@@ -108,29 +111,39 @@ def bench(preset="cpu", variants=("baseline",), iters=20, warmup=5, rounds=5, pr
         _sync(device)
         peaks[v] = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
                     else cpu_peak_mb(preset, v, overrides))
-    total = rounds * len(variants)
+    others = [v for v in variants if v != "baseline"]
+    order = ["baseline"] + [x for v in others for x in (v, "baseline")]  # every variant between two baselines
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=total, desc="bench", unit="run")
+        bar = tqdm(total=rounds * len(order), desc="bench", unit="run")
+    ratios = {v: [] for v in variants}
     for _ in range(rounds):
-        for v in variants:
+        took = []
+        for v in order:
             _sync(device)
             t0 = time.perf_counter()
             for _ in range(iters):
                 steps[v]()
             _sync(device)
-            times[v].append((time.perf_counter() - t0) / iters)
+            took.append((time.perf_counter() - t0) / iters)
+            times[v].append(took[-1])
             if bar is not None:
                 bar.update(1)
+        # The machine's speed drifts by tens of percent over seconds (a shared 2-core VM): each ratio is
+        # to the mean of the two baseline timings around it, and the median over rounds is reported.
+        for i, v in enumerate(others):
+            ratios[v].append(took[2 * i + 1] / ((took[2 * i] + took[2 * i + 2]) / 2))
+        ratios["baseline"].append(1.0)
     if bar is not None:
         bar.close()
-    base = statistics.median(times["baseline"])
     rows = []
     for v in variants:
         cfg, t = cfgs[v], statistics.median(times[v])
+        q = statistics.quantiles(ratios[v], n=4) if rounds > 1 else [ratios[v][0]] * 3
         mem_ratio = peaks[v] / peaks["baseline"] if peaks[v] is not None and peaks["baseline"] else None
-        rows.append({"variant": v, "ms_per_iter": 1000 * t, "ratio": t / base,
+        rows.append({"variant": v, "ms_per_iter": 1000 * t, "ratio": statistics.median(ratios[v]),
+                     "ratio_q1": q[0], "ratio_q3": q[2],
                      "tokens_per_s": cfg.batch_size * cfg.model.block_size / t, "peak_mem_mb": peaks[v],
                      "mem_ratio": mem_ratio, "device": device, "preset": preset, "threads": torch.get_num_threads()})
     return rows
@@ -142,9 +155,10 @@ def format_rows(rows):
     def num(x, fmt):
         return "n/a" if x is None else format(x, fmt)
 
-    lines = [f"| variant | ms/iter | × baseline | tokens/s | {mem} | mem × baseline |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| variant | ms/iter | × baseline | tokens/s | × quartiles | {mem} | mem × baseline |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        iqr = f"{r['ratio_q1']:.2f}–{r['ratio_q3']:.2f}" if "ratio_q1" in r else "n/a"
         lines.append(f"| {r['variant']} | {r['ms_per_iter']:.1f} | {r['ratio']:.2f} | "
-                     f"{r['tokens_per_s']:,.0f} | {num(r['peak_mem_mb'], '.0f')} | {num(r.get('mem_ratio'), '.2f')} |")
+                     f"{r['tokens_per_s']:,.0f} | {iqr} | {num(r['peak_mem_mb'], '.0f')} | {num(r.get('mem_ratio'), '.2f')} |")
     return "\n".join(lines)

@@ -121,7 +121,7 @@ def cmd_bench(args):
     rows = bench(args.preset, "all" if "all" in args.variant else args.variant, iters=args.iters,
                  warmup=args.warmup, rounds=args.rounds, **presets.parse_overrides(args.set))
     print(f"preset {args.preset}, device {rows[0]['device']}, {rows[0]['threads']} threads, "
-          f"median of {args.rounds} rounds × {args.iters} steps")
+          f"median of {args.rounds} rounds × {args.iters} steps; ratios to the baseline timed around each variant")
     print(format_rows(rows))
     if args.json:
         from .checkpoint import write_json

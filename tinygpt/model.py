@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import variants as V
-from .attention import attend_explicit, attend_flex_window, attend_fused
+from .attention import attend_explicit, attend_flex_window, attend_fused, attend_hard_window
 
 ALIBI_MASK_MAX_T = 256  # alibi: a (1, H, T, T) mask up to this context, q/k channels beyond
 
@@ -117,9 +117,10 @@ class CausalSelfAttention(nn.Module):
                                                       dropout=self.attn_dropout)
             self.record.update(scores=scores, probs=probs, stats=stats,
                                span=None if span is None else span.expand(B, self.n_head, T))
-        elif (span is not None and self.variant != "soft_window" and q.is_cuda and self.block_sparse
-              and not (self.training and self.dropout > 0)):  # FlexAttention has no attention dropout
-            y, stats = attend_flex_window(q, k, v, span), None
+        elif span is not None and self.variant != "soft_window" and not (self.training and self.dropout > 0):
+            # the hard window without attention dropout: block-sparse FlexAttention on CUDA, else dense by hand
+            flex = q.is_cuda and self.block_sparse
+            y, stats = (attend_flex_window if flex else attend_hard_window)(q, k, v, span), None
         else:
             channels = self.channels(span, iota, T, x.device)
             offset = None if channels is not None else self.offset(span, iota, T, x.device)
