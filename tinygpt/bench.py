@@ -160,5 +160,6 @@ def format_rows(rows):
     for r in rows:
         iqr = f"{r['ratio_q1']:.2f}–{r['ratio_q3']:.2f}" if "ratio_q1" in r else "n/a"
         lines.append(f"| {r['variant']} | {r['ms_per_iter']:.1f} | {r['ratio']:.2f} | "
-                     f"{r['tokens_per_s']:,.0f} | {iqr} | {num(r['peak_mem_mb'], '.0f')} | {num(r.get('mem_ratio'), '.2f')} |")
+                     f"{r['tokens_per_s']:,.0f} | {iqr} | {num(r['peak_mem_mb'], '.0f')} | "
+                     f"{num(r.get('mem_ratio'), '.2f')} |")
     return "\n".join(lines)
