@@ -446,3 +446,16 @@ def test_every_subcommand_has_a_handler():
     for command in OPTIONS:
         args = parser.parse_args([command] + (["--ckpt", "x"] if command == "sample" else []))
         assert callable(args.fn)
+
+
+def test_bench_cpu_peak_memory_is_exact_and_channels_keep_it_linear():
+    """At block_size 1024 the q/k channels keep soft_window's and alibi's memory within 1.1× the baseline's
+    (the dense T×T offset with its gradient took 3.7×), and the measurement repeats to the MiB."""
+    from tinygpt.bench import cpu_peak_mb
+    over = {"block_size": 1024}
+    base = cpu_peak_mb("cpu", "baseline", over)
+    assert base is not None and base > 100
+    for v in ("soft_window", "alibi"):
+        peak = cpu_peak_mb("cpu", v, over)
+        assert peak <= 1.1 * base, (v, peak, base)
+    assert abs(cpu_peak_mb("cpu", "baseline", over) - base) < 2

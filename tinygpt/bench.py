@@ -9,8 +9,9 @@ and ms/iter is the median of each variant's timings.
 Peak memory: on CUDA, the allocator's peak during the warm-up steps. On CPU, a process's resident
 memory is shared by everything it ever allocated, so each variant's peak is measured in a fresh
 subprocess: the high-water mark of its resident set (VmHWM) over a few training steps, minus its
-resident set just before the first step (Python, torch, the model and the batch). Large tensors are
-mmapped by the C allocator and returned on free, so this follows the live tensors closely.
+resident set just before the first step (Python, torch, the model and the batch). The subprocess has
+the C allocator map every block of 64 KiB or more and return it on free, so this follows the live
+tensors and repeats to the MiB.
 
     python -m tinygpt bench --preset cpu --variant all
     python -m tinygpt bench --preset cpu --variant soft_window alibi --set block_size=1024 --rounds 3 --iters 2
@@ -84,7 +85,12 @@ def cpu_peak_mb(preset, variant, overrides):
     code = ("import json, sys; from tinygpt.bench import _cpu_step_peak; "
             "a = json.loads(sys.argv[1]); print(json.dumps(_cpu_step_peak(*a)))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+           # glibc's malloc raises its mmap threshold after each large free, after which freed tensors stay
+           # resident and the high-water mark depends on the order of frees (±5% between identical runs).
+           # A fixed threshold maps every block ≥ 64 KiB and unmaps it on free: the peak follows the live
+           # tensors, the same figure run after run.
+           "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
     try:
         out = subprocess.run([sys.executable, "-c", code, json.dumps([preset, variant, overrides])], env=env,
                              cwd=root, capture_output=True, text=True, check=True)  # -c puts the cwd first
