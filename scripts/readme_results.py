@@ -69,6 +69,49 @@ def regime_section(preset):
     return "\n".join(lines)
 
 
+STEP_TARGET = {"soft_window": 1.10, "alibi": 1.10, "key_importance": 1.10}  # issue 16; every other variant 1.30
+
+
+def step_table(before, before_path, after, after_path):
+    """The training step of every variant against the baseline, before and after the fused offsets."""
+    if not after:
+        return []
+    r0 = after["rows"][0]
+    lines = [f"`tinygpt bench --preset {after['preset']} --variant all --rounds {after['rounds']} --iters "
+             f"{after['iters']}` on {r0['device']} ({r0['threads']} threads), one process: each round times the "
+             f"baseline, then each variant followed by the baseline again; a variant's ratio is its time over the "
+             f"mean of the two baseline timings around it, median over rounds, with the quartiles "
+             f"(`{after_path}`). \"Before\" is the code before issue 16's work (commit f7f64cd^, whose bench "
+             f"took one baseline timing per round)" + (f" (`{before_path}`)" if before else "") + ".", "",
+             "| variant | before: ms/iter | × baseline | after: ms/iter | × baseline | quartiles | target | met |",
+             "|---|---:|---:|---:|---:|---|---:|---|"]
+    old = {r["variant"]: r for r in before["rows"]} if before else {}
+    for r in after["rows"]:
+        o, v = old.get(r["variant"]), r["variant"]
+        target = None if v == "baseline" else STEP_TARGET.get(v, 1.30)
+        lines.append(f"| {v} | {o['ms_per_iter']:.1f} | {o['ratio']:.2f} | " if o else f"| {v} | | | ")
+        met = "— | — |" if target is None else f"≤ {target:.2f} | {'yes' if r['ratio'] <= target else 'no'} |"
+        lines[-1] += (f"{r['ms_per_iter']:.1f} | {r['ratio']:.2f} | "
+                      + (f"{r['ratio_q1']:.2f}–{r['ratio_q3']:.2f}" if "ratio_q1" in r else "") + " | " + met)
+    return lines + [""]
+
+
+def memory_table(before, before_path, after, after_path):
+    """Peak memory of a training step at block_size 1024, before and after."""
+    if not after:
+        return []
+    old = {r["variant"]: r for r in before["rows"]} if before else {}
+    lines = ["Peak memory of a training step at `--set block_size=1024` (cpu preset otherwise): the rise of the "
+             "resident set over two steps, each variant in a fresh process whose C allocator maps every block of "
+             f"64 KiB or more and returns it on free (`{after_path}`" + (f", `{before_path}`" if before else "")
+             + ").", "", "| variant | before: MB | × baseline | after: MB | × baseline |", "|---|---:|---:|---:|---:|"]
+    for r in after["rows"]:
+        o = old.get(r["variant"])
+        was = f"{o['peak_mem_mb']:.0f} | {o['peak_mem_mb'] / old['baseline']['peak_mem_mb']:.2f} | " if o else "| | "
+        lines.append(f"| {r['variant']} | {was}{r['peak_mem_mb']:.0f} | {r['mem_ratio']:.2f} |")
+    return lines + [""]
+
+
 def speed_section():
     lines = []
     for path in sorted((ROOT / "results").glob("*/book_run.json")):
@@ -84,25 +127,32 @@ def speed_section():
             lines += ["", f"The notebooks ran {run['jobs']} at a time after the training stage; their minutes "
                           "overlap, and chapter 06 trains its own data-size runs."]
         lines.append("")
-    for path in sorted((ROOT / "results" / "bench").glob("*.json")):
-        b = json.loads(path.read_text())
-        if "ratio_tinygpt_to_nanogpt" in b:  # scripts/bench_nanogpt.py
-            ms = b["ms_per_iter"]
-            lines += [f"`python scripts/bench_nanogpt.py --preset {b['preset']}`: a training step (batch draw, "
-                      f"forward, backward, clipping, AdamW) of tinygpt and of nanoGPT's own model.py and train.py "
-                      f"loop body, same settings, same process ({b['threads']} threads), median of {b['rounds']} "
-                      f"interleaved rounds × {b['iters']} steps (`{path.relative_to(ROOT)}`):", "",
-                      "| | ms/iter |", "|---|---:|", f"| nanoGPT | {ms['nanoGPT']:.1f} |",
-                      f"| tinygpt | {ms['tinygpt']:.1f} |",
-                      f"| tinygpt / nanoGPT | {b['ratio_tinygpt_to_nanogpt']:.2f} |", ""]
-            continue
-        r0 = b["rows"][0]
-        lines += [f"`tinygpt bench --preset {b['preset']}` on {r0['device']} ({r0['threads']} threads), median of "
-                  f"{b['rounds']} interleaved rounds × {b['iters']} steps (`{path.relative_to(ROOT)}`):", "",
-                  "| variant | ms/iter | × baseline | tokens/s |", "|---|---:|---:|---:|"]
-        lines += [f"| {r['variant']} | {r['ms_per_iter']:.1f} | {r['ratio']:.2f} | {r['tokens_per_s']:,.0f} |"
-                  for r in b["rows"]]
-        lines.append("")
+    bench = ROOT / "results" / "bench"
+
+    def load(name):
+        path = bench / name
+        return (json.loads(path.read_text()), path.relative_to(ROOT)) if path.exists() else (None, None)
+
+    lines += step_table(*load("cpu_before.json"), *load("cpu.json"))
+    lines += memory_table(*load("cpu_1024_before.json"), *load("cpu_1024.json"))
+    for name in ("nanogpt_whole_cpu.json", "nanogpt_whole400_cpu.json"):
+        w, path = load(name)
+        if w:
+            lines += [f"`python scripts/bench_nanogpt.py --whole --iters {w['max_iters']} --pairs {w['pairs']}`: the "
+                      f"whole command, `tinygpt train --preset {w['preset']} --set max_iters={w['max_iters']}` against "
+                      f"nanoGPT's train.py (transcribed: same model, data, schedule, evaluations and checkpoints), "
+                      f"each a fresh process, in alternating order, median of {w['pairs']} pairs (`{path}`): nanoGPT "
+                      f"{w['wall_s']['nanoGPT']:.1f} s, tinygpt {w['wall_s']['tinygpt']:.1f} s, **ratio "
+                      f"{w['ratio_tinygpt_to_nanogpt']:.2f}** (per pair "
+                      + ", ".join(f"{r:.2f}" for r in w["pair_ratios"]) + ").", ""]
+    b, path = load("nanogpt_cpu.json")
+    if b:
+        ms = b["ms_per_iter"]
+        lines += [f"`python scripts/bench_nanogpt.py --preset {b['preset']}`: a training step (batch draw, "
+                  f"forward, backward, clipping, AdamW) of tinygpt and of nanoGPT's own model.py and train.py "
+                  f"loop body, same settings, same process ({b['threads']} threads), median of {b['rounds']} "
+                  f"interleaved rounds × {b['iters']} steps (`{path}`): nanoGPT {ms['nanoGPT']:.1f} ms, tinygpt "
+                  f"{ms['tinygpt']:.1f} ms, ratio {b['ratio_tinygpt_to_nanogpt']:.2f}.", ""]
     return "\n".join(lines) or "_No measurements yet._"
 
 
