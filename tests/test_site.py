@@ -119,7 +119,7 @@ def test_the_committed_book_builds_offline_and_passes(tmp_path):
 # ----------------------------------------------------------------------------- what a reader sees: screenshots
 
 SHOT_WIDTHS = (1280, 800)  # a laptop window and a narrow one (the sidebar folds away)
-FIGURE_SHRINK = 1.18  # a figure drawn smaller than 1/1.18 (85%) of its pixels has labels below their intended size
+FIGURE_SHRINK = 1.15  # a figure drawn smaller than 1/1.15 (87%) of its pixels has labels below their intended size
 
 
 def _screenshot(url, path, width, height=1000):

@@ -171,7 +171,7 @@ def attention_map(probs, ax=None, span=None, title="", tokens=None, vmax=None):
 def attention_grid(cap, layers, heads, b=0, tokens=None, span=False, suptitle=""):
     """Weights of several (layer, head) pairs, one row per layer, one colourbar and one legend for the grid."""
     ncol = len(heads)
-    side = min(2.3, (MAX_WIDTH - 1.0) / ncol)
+    side = min(2.3, (MAX_WIDTH - 1.2) / ncol)  # + 1 in for the colourbar: 8.4 in at most, as the column
     fig, axes = plt.subplots(len(layers), ncol, figsize=(side * ncol + 1.0, side * len(layers) + 0.8), squeeze=False,
                              layout="constrained")
     vmax = max(float(cap.layers[layer].probs[b, head].max()) for layer in layers for head in heads)
