@@ -459,3 +459,28 @@ def test_bench_cpu_peak_memory_is_exact_and_channels_keep_it_linear():
         peak = cpu_peak_mb("cpu", v, over)
         assert peak <= 1.1 * base, (v, peak, base)
     assert abs(cpu_peak_mb("cpu", "baseline", over) - base) < 2
+
+
+def test_bench_ratio_cancels_a_drifting_machine(monkeypatch):
+    """A machine that slows down steadily: each variant's ratio is to the baseline timed around it, so a
+    variant that costs 1.3 baseline steps reads 1.30, where the ratio of the two medians reads more."""
+    from tinygpt import bench as B
+    clock = {"t": 0.0, "calls": 0}
+
+    def fake_step_fn(cfg, device, ctx):
+        cost = 1.3 if cfg.model.variant == "soft_window" else 1.0
+
+        def step():
+            clock["calls"] += 1
+            clock["t"] += cost * (1 + 0.05 * clock["calls"])  # 5% slower at every step
+        return step
+
+    monkeypatch.setattr(B, "_step_fn", fake_step_fn)
+    monkeypatch.setattr(B, "cpu_peak_mb", lambda *a: 100.0)
+    monkeypatch.setattr(B.time, "perf_counter", lambda: clock["t"])
+    rows = {r["variant"]: r for r in B.bench("smoke", ["soft_window"], iters=3, warmup=0, rounds=5, progress=False)}
+    assert rows["soft_window"]["ratio"] == pytest.approx(1.3, abs=0.01)
+    assert rows["soft_window"]["ratio_q1"] <= rows["soft_window"]["ratio"] <= rows["soft_window"]["ratio_q3"]
+    assert rows["baseline"]["ratio"] == 1.0
+    naive = rows["soft_window"]["ms_per_iter"] / rows["baseline"]["ms_per_iter"]  # ratio of the medians
+    assert naive > 1.35  # what the drift does to a comparison that does not pair the timings
