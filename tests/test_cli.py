@@ -463,7 +463,7 @@ def test_bench_cpu_peak_memory_is_exact_and_channels_keep_it_linear():
 
 def test_bench_ratio_cancels_a_drifting_machine(monkeypatch):
     """A machine that slows down steadily: each variant's ratio is to the baseline timed around it, so a
-    variant that costs 1.3 baseline steps reads 1.30, where the ratio of the two medians reads more."""
+    variant that costs 1.3 baseline steps reads 1.30 (timed after the baseline alone, it would read more)."""
     from tinygpt import bench as B
     clock = {"t": 0.0, "calls": 0}
 
@@ -482,5 +482,3 @@ def test_bench_ratio_cancels_a_drifting_machine(monkeypatch):
     assert rows["soft_window"]["ratio"] == pytest.approx(1.3, abs=0.01)
     assert rows["soft_window"]["ratio_q1"] <= rows["soft_window"]["ratio"] <= rows["soft_window"]["ratio_q3"]
     assert rows["baseline"]["ratio"] == 1.0
-    naive = rows["soft_window"]["ms_per_iter"] / rows["baseline"]["ms_per_iter"]  # ratio of the medians
-    assert naive > 1.35  # what the drift does to a comparison that does not pair the timings
