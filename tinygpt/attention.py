@@ -119,9 +119,13 @@ class _HardWindow(torch.autograd.Function):
         # contiguous operands: bmm on the (B, T, H, D)-strided views loops over matrices, several times slower
         qs = torch.empty_like(q, memory_format=torch.contiguous_format).copy_(q).mul_(1.0 / math.sqrt(D))
         k, v = k.contiguous(), v.contiguous()
-        e, _ = _ramp_exp(span, T, q.shape)
-        logits = e.neg_().add_(1.0).add_(RAMP_EPS).log_()  # log r, in place: a T×T pass costs like a matmul
-        logits.view(B * H, T, T).baddbmm_(qs.view(B * H, T, D), k.view(B * H, T, D).transpose(1, 2))
+        e, _ = _ramp_exp(span, T)  # (B|1, H, T, T): one span per head (learned_span) needs no batch
+        logr = e.neg_().add_(1.0).add_(RAMP_EPS).log_()  # log r, in place: a T×T pass costs like a matmul
+        if logr.shape[0] == B:  # the scores accumulate straight into the offset
+            logits = logr
+            logits.view(B * H, T, T).baddbmm_(qs.view(B * H, T, D), k.view(B * H, T, D).transpose(1, 2))
+        else:
+            logits = (qs @ k.transpose(-2, -1)).add_(logr)
         logits.masked_fill_(torch.ones(T, T, dtype=torch.bool, device=q.device).triu_(1), float("-inf"))
         p = torch.softmax(logits, dim=-1)
         y = p @ v
@@ -139,21 +143,22 @@ class _HardWindow(torch.autograd.Function):
         dk = dl.transpose(-2, -1) @ qs
         dspan = None
         if ctx.needs_input_grad[3]:
-            e, d1 = _ramp_exp(span, qs.size(-2), qs.shape)
+            e, d1 = _ramp_exp(span, qs.size(-2))
             inside = e < 1.0  # z > 0: beyond the span (and above the diagonal) the ramp is flat, no gradient
             # ∂log r/∂σ = e/r · (d + 1)/σ², with r = 1 − e + ε
-            w = torch.where(inside, e / e.neg().add_(1.0).add_(RAMP_EPS), 0.0).mul_(d1).mul_(dl)
-            dspan = (w.sum(-1) / span.expand(qs.shape[:-1]).square()).sum_to_size(span.shape)
+            w = torch.where(inside, e / e.neg().add_(1.0).add_(RAMP_EPS), 0.0).mul_(d1)
+            dspan = ((dl * w).sum(-1) / span.square()).sum_to_size(span.shape)
         return dq, dk, dv, dspan
 
 
-def _ramp_exp(span, T, shape):
-    """e = exp(−relu(z)), z = 1 − (d + 1)/σ, as (B, H, T, T), and d + 1: the ramp is r = 1 − e + ε.
+def _ramp_exp(span, T):
+    """e = exp(−relu(z)), z = 1 − (d + 1)/σ, as (B|1, H, T, T) for span (B|1, H, T|1); and d + 1.
 
-    −relu(1 − t) is computed as min(t − 1, 0), which IEEE subtraction makes bit-equal to variants.ramp's.
+    The hard window's ramp is r = 1 − e + ε. −relu(1 − t) is computed as min(t − 1, 0), which IEEE
+    subtraction makes bit-equal to variants.ramp's.
     """
     d1 = distances(T, span.device).add_(1.0)
-    e = torch.div(d1, span.expand(shape[:-1]).contiguous().unsqueeze(-1)).sub_(1.0).clamp_max_(0.0).exp_()
+    e = torch.div(d1, span.contiguous().unsqueeze(-1)).sub_(1.0).clamp_max_(0.0).exp_()
     return e, d1
 
 
