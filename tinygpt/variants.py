@@ -11,6 +11,7 @@ small pieces below, never a copy of itself:
   by `StructureGate`, `StructureMLPFeatures` and `StructureEmbedding`.
 """
 
+import functools
 import math
 
 import torch
@@ -127,13 +128,20 @@ def position_channels(T, device):
     return kc, torch.tensor([float(POSITION_SPLIT), 1.0], device=device)
 
 
+@functools.lru_cache(maxsize=16)
+def _position_channels_cached(T, device):
+    return position_channels(T, device)
+
+
 def soft_window_channels(span):
     """1 − (d + 1)/σ_i = [1 − (i + 1)/σ_i] + j/σ_i: query channel 1/σ_i against key channel j.
 
     span (B, H, T) → qc (B, H, T, n), kc (T, n); the gradient reaches σ through the query channel.
+    The key channels depend on T alone: built once per context length (they are never written to).
     """
-    kc, w = position_channels(span.size(-1), span.device)
-    return span.reciprocal().unsqueeze(-1) * w, kc
+    kc, w = _position_channels_cached(span.size(-1), span.device)
+    inv = span.reciprocal().unsqueeze(-1)
+    return (inv if len(w) == 1 else inv * w), kc  # w = [1] up to 256 tokens
 
 
 def alibi_channels(n_head, T, device):
