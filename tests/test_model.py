@@ -310,3 +310,23 @@ def test_speed_reference_is_nanogpt():
     torch.testing.assert_close(lo, ln)
     for (name, pn), po in zip(nano.named_parameters(), ours.parameters()):
         torch.testing.assert_close(po.grad, pn.grad, msg=name)
+
+
+def test_flush_denormals_reaches_every_thread():
+    """Denormals flushed in torch's whole OpenMP team, not only the calling thread; and back again."""
+    from tinygpt.device import flush_denormals
+    threads = torch.get_num_threads()
+    flush_denormals(False)  # train() in an earlier test may have set it in this process
+    x = torch.full((1 << 20,), 1e-40)  # large enough to be split across the threads
+    assert (x != 0).all()
+    try:
+        torch.set_num_threads(2)
+        n = flush_denormals()
+        if n == 0:
+            pytest.skip("this CPU cannot flush denormals")
+        assert n == 2
+        assert (x * 1.0 == 0).all()  # every chunk, whichever thread computed it
+    finally:
+        torch.set_num_threads(threads)
+        flush_denormals(False)  # for the team this process computes with from here on
+    assert (x * 1.0 != 0).all()

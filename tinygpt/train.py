@@ -16,7 +16,7 @@ import torch
 
 from .checkpoint import read_checkpoint, read_json, save_checkpoint, write_json
 from .data import load_dataset
-from .device import autocast_context, resolve_device
+from .device import autocast_context, flush_denormals, resolve_device
 from .model import GPT
 from .presets import TrainConfig
 
@@ -157,6 +157,8 @@ def _setup(cfg, out_dir, resume, log):
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.vocab_size))
     data.check_block_size(cfg.model.block_size, fraction=cfg.data_fraction)
     ctx, dtype = autocast_context(device, cfg.dtype)
+    if device == "cpu":
+        flush_denormals()  # far keys' weights are denormal: the flash backward slows down several-fold on them
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = GPT(cfg.model).to(device)
