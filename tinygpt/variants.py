@@ -190,9 +190,13 @@ class StructureGate(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, stats):  # stats: dict of (B, H, T) -> gate (B, H, T)
-        feats = [ln(stats[k].transpose(1, 2)) for ln, k in
-                 ((self.ln_m, "mean_logit"), (self.ln_rel, "rel"), (self.ln_sd, "sd"))]
-        h = self.dropout(self.out(F.gelu(self.fc(torch.cat(feats, dim=-1)))))
+        # The three LayerNorms in one normalisation and one affine map: [LN_m(m), LN_rel(rel), LN_sd(sd)]
+        # exactly (bit for bit here), in half the time: LayerNorm over 4 features is slow on CPU, per call.
+        f = torch.stack([stats["mean_logit"], stats["rel"], stats["sd"]], dim=1).permute(0, 3, 1, 2)  # (B, T, 3, H)
+        f = F.layer_norm(f, f.shape[-1:], eps=self.ln_m.eps)
+        lns = (self.ln_m, self.ln_rel, self.ln_sd)
+        f = torch.addcmul(torch.stack([ln.bias for ln in lns]), f, torch.stack([ln.weight for ln in lns]))
+        h = self.dropout(self.out(F.gelu(self.fc(f.flatten(2)))))
         return 2.0 * torch.sigmoid(h).transpose(1, 2)
 
 
