@@ -1,8 +1,9 @@
-"""Attention kernels: one fused call for training, an explicit one for analysis, a block-sparse one.
+"""Attention kernels: one fused call for training, an explicit one for analysis, and two for the hard
+window (dense with a hand-written backward on CPU, block-sparse FlexAttention on CUDA).
 
-All three take q, k, v of shape (B, H, T, D) and an optional additive logit `offset`
-broadcastable to (B, H, T, T) (the sum of every variant's offsets), apply the causal mask and
-one softmax, and return `y` (B, H, T, D) and, when asked, the attention structure:
+The fused and explicit paths take q, k, v of shape (B, H, T, D) and an optional additive logit
+`offset` broadcastable to (B, H, T, T) (the sum of every variant's offsets), apply the causal mask
+and one softmax, and return `y` (B, H, T, D) and, when asked, the attention structure:
 
     rel = Σ_j p_ij u_j − u_i,  sd = sqrt(Σ_j p_ij u_j² − (Σ_j p_ij u_j)² + ε),  mean_logit = Σ_j p_ij s_ij
 
