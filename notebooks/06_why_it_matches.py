@@ -79,6 +79,7 @@ device = "auto"  # auto (cuda if available), cpu or cuda
 retrain = False  # True trains this chapter's own runs (data sizes) again
 jobs = 2  # training runs in parallel (separate processes); 2 keeps a 2-core CPU busy
 with_regime = True  # the regime experiment (longer training, longer context; results committed at cpu)
+train_regime = None  # also train its unfinished runs (hours at cpu: scripts/train_regime.py); None: at smoke only
 
 # %%
 names = study.ALL_NAMES  # every variant and control
@@ -105,14 +106,16 @@ summary = {"preset": preset, "match_width": MATCH_WIDTH}
 # where the adjusted p is below 0.05.
 
 # %%
-params = dict(preset=preset, n_seeds=n_seeds, baseline_seeds=baseline_seeds, with_regime=with_regime)
+params = dict(preset=preset, n_seeds=n_seeds, baseline_seeds=baseline_seeds, with_regime=with_regime,
+              train_regime=train_regime)
 planned = study.chapter_runs("06_why_it_matches", params)  # the same list `book run` plans from
 regime_runs = [r for r in planned if "+" in r.name]  # hypothesis 3 (section 2): longer budgets and context
 runs, table = study.train_and_compare([r for r in planned if "+" not in r.name], jobs, False, root, device)
-missing = [r for r in regime_runs if not (r.path(root) / "metrics.json").exists()]
-if missing:
-    print(f"training {len(missing)} regime runs (section 2) that have no results yet; at the cpu preset the "
-          "whole regime experiment is about 4.5 hours on 2 cores: its results are committed in results/cpu/")
+missing = [r for r in study.regime_runs(preset) if not (r.path(root) / "metrics.json").exists()]
+if with_regime and missing:
+    print(f"{len(missing)} regime runs (section 2) have no results yet: "
+          + ("training them now." if regime_runs else "section 2 shows the finished ones. To train the rest, "
+             "in the background and resumably: python scripts/train_regime.py --jobs 2 (hours at cpu)."))
 ensure_runs(regime_runs, jobs=jobs, root=root, device=device)
 base_vals = runs[runs.tag == "baseline"].val_loss_full
 table["p"] = [regime.welch_p(runs[runs.tag == t].val_loss_full, base_vals) if t != "baseline" else np.nan

@@ -120,11 +120,17 @@ def chapter_runs(chapter, params):
         return runs(preset, ["baseline"], p["n_seeds"]) + shape_runs(preset, both_ways=p["both_ways"])
     if chapter == "06_why_it_matches":
         out = sum(comparison_runs(preset, ALL_NAMES, p["n_seeds"], p["baseline_seeds"]), [])
-        if p.get("with_regime", True):
-            budgets, ctx_seeds = regime_plan(preset)
-            out += budget_runs(preset, REGIME_VARIANTS, budgets) + context_runs(preset, REGIME_VARIANTS, ctx_seeds)
+        train = p.get("train_regime")
+        if p.get("with_regime", True) and (preset == "smoke" if train is None else train):
+            out += regime_runs(preset)  # hours at cpu: a book run trains them only when asked
         return out
     return []
+
+
+def regime_runs(preset):
+    """Every run of the regime experiment: the longer budgets and the longer context."""
+    budgets, ctx_seeds = regime_plan(preset)
+    return budget_runs(preset, REGIME_VARIANTS, budgets) + context_runs(preset, REGIME_VARIANTS, ctx_seeds)
 
 
 def regime_plan(preset):
