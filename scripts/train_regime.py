@@ -20,15 +20,15 @@ from tinygpt.checkpoint import read_json
 
 
 def queue(preset, with_key_importance=False, refresh_1x=False):
-    """(run, retrain) pairs, the issue's minimum first: ×2 and ×4, context, ×8; then the 1× refresh and extra seeds."""
+    """(run, retrain) pairs, the issue's minimum first: ×2 and ×4, context, ×8, a third context seed; then the 1× refresh."""
     v = study.REGIME_VARIANTS
     q = [(r, False) for r in study.budget_runs(preset, v, {2: 3, 4: 3})]
     q += [(r, False) for r in study.context_runs(preset, v, 2)]
     q += [(r, False) for r in study.budget_runs(preset, v, {8: 2})]
+    q += [(r, False) for r in study.context_runs(preset, v, 3)[2::3]]
     if refresh_1x:  # the 1× runs again, to add the final checkpoint's whole-split loss to their metrics
         q += [(r, True) for r in study.runs(preset, ["baseline"], 5) + study.runs(preset, v[1:], 3)
               if "final_val_loss_full" not in read_json(r.path() / "metrics.json")]
-    q += [(r, False) for r in study.context_runs(preset, v, 3)[2::3]]
     if with_key_importance:
         q += [(r, False) for r in study.budget_runs(preset, ["key_importance"], {2: 3, 4: 3, 8: 2})]
     return q
