@@ -300,15 +300,24 @@ if len(ctx) and ctx.block_size.nunique() > 1:
     plots.caption("6.5", f"Each variant minus the baseline at context {int(ctx.block_size.min())} (open markers) and "
                   f"{int(ctx.block_size.max())} (filled), the same budget and tokens per iteration; 95% Welch "
                   "intervals.")
-    wide = ctx.pivot(index="variant", columns="block_size", values="diff")
-    if wide.shape[1] == 2:
-        short, long_ = wide.columns
-        display(Markdown("\n".join(
-            f"- **{v}**: {wide.loc[v, short]:+.3f} at context {short}, {wide.loc[v, long_]:+.3f} at {long_}"
-            for v in wide.index)))
+    change = regime.context_change(reg, rmetric)
+    if len(change):
+        b = change.iloc[0]
+        display(Markdown(
+            f"The baseline itself reaches {b.base_short:.3f} at context {b.short} and {b.base_long:.3f} at "
+            f"{b.long}, with the same tokens per iteration. Each variant's gap at context {b.long} minus its gap at "
+            f"{b.short} (a difference of differences, 95% Welch–Satterthwaite interval over the four groups of "
+            "seeds):\n\n" + "\n".join(
+                f"- **{r.variant}**: {r.gap_short:+.3f} at context {r.short}, {r.gap_long:+.3f} at {r.long}; "
+                f"change {r.change:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]"
+                + (" — the gap **widens** with the longer context" if r.hi < 0 else
+                   " — the gap **narrows** with the longer context" if r.lo > 0 else
+                   " — no change that these seeds can resolve")
+                for r in change.itertuples())))
 else:
     display(Markdown("The longer-context runs have not finished yet; this section fills in when they have."))
 summary["h3"]["context"] = regime.plain(ctx.to_dict("records")) if "verdict" in ctx else []
+summary["h3"]["context_change"] = regime.plain(change.to_dict("records")) if "verdict" in ctx else []
 
 # %% [markdown]
 # ### 2.5 Which checkpoint is compared?

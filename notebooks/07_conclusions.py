@@ -126,6 +126,13 @@ display(Markdown(
        or "No variant has two finished budgets yet.")
     + " Rule: supported for a variant better at the preset's budget whose gap closes significantly as the budget "
       "doubles; refuted where the slope's interval lies at or below 0."))
+change = pd.DataFrame(h3.get("context_change", []))
+if len(change):
+    display(Markdown(
+        f"**Context.** With the same budget and tokens per iteration, the baseline reaches "
+        f"{change.base_short.iloc[0]:.3f} at context {change.short.iloc[0]} and {change.base_long.iloc[0]:.3f} at "
+        f"{change.long.iloc[0]}. Each variant's gap at the longer context minus its gap at the shorter one (95%): "
+        + "; ".join(f"{r.variant} {r.change:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]" for r in change.itertuples()) + "."))
 
 # %% [markdown]
 # ## Hypothesis 1: the residual stream already carries the information — figure: probe R² per layer

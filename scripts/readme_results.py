@@ -66,6 +66,13 @@ def regime_section(preset):
                   "| variant | context | difference | 95% interval |", "|---|---:|---:|---|"]
         lines += [f"| {r.variant} | {r.block_size} | {r.diff:+.4f} | [{r.lo:+.4f}, {r.hi:+.4f}] |"
                   for r in ctx.sort_values(["variant", "block_size"]).itertuples()]
+        change = regime.context_change(reg, metric)
+        if len(change):
+            lines += ["", "The gap at the longer context minus the gap at the preset's (difference of differences, "
+                      "95% Welch–Satterthwaite interval): " + "; ".join(
+                          f"{r.variant} {r.change:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]" for r in change.itertuples())
+                      + f". The baseline itself: {change.base_short.iloc[0]:.3f} at context {change.short.iloc[0]}, "
+                      f"{change.base_long.iloc[0]:.3f} at {change.long.iloc[0]}."]
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ from tinygpt.checkpoint import read_json
 
 
 def queue(preset, with_key_importance=False, refresh_1x=False):
-    """(run, retrain) pairs, the issue's minimum first: ×2 and ×4, context, ×8, a third context seed; then the 1× refresh."""
+    """(run, retrain) pairs, the issue's minimum first: ×2, ×4, context, ×8, a third context seed; then the refresh."""
     v = study.REGIME_VARIANTS
     q = [(r, False) for r in study.budget_runs(preset, v, {2: 3, 4: 3})]
     q += [(r, False) for r in study.context_runs(preset, v, 2)]

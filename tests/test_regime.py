@@ -53,3 +53,22 @@ def test_gap_over_training_per_evaluation():
             for t in ("baseline", "v") for s in range(3) for it in (0, 500, 1000)]
     gap = regime.gap_over_training(pd.DataFrame(rows))
     assert gap["iter"].tolist() == [0, 500, 1000] and gap["diff"].tolist() == pytest.approx([0.05] * 3)
+
+
+def test_contrast_of_two_groups_is_welch():
+    from tinygpt.book.results import welch
+    a, b = [1.0, 1.2, 1.1, 1.4], [0.7, 0.9, 0.6]
+    c, w = regime.contrast([a, b], (1, -1)), welch(a, b)
+    assert [c[k] for k in ("diff", "lo", "hi", "dof")] == pytest.approx([w[k] for k in ("diff", "lo", "hi", "dof")])
+
+
+def test_context_change_is_a_difference_of_gaps():
+    rows = [{"variant": v, "budget": 1, "block_size": L, "m": base + gap + 0.01 * s}
+            for L, base, gaps in ((64, 1.9, {"baseline": 0, "w": -0.1}), (256, 2.2, {"baseline": 0, "w": -0.4}))
+            for v, gap in gaps.items() for s in range(3)]
+    rows.append({"variant": "w", "budget": 2, "block_size": 64, "m": 9.0})  # other budgets are ignored
+    out = regime.context_change(pd.DataFrame(rows), "m").iloc[0]
+    assert (out.short, out.long) == (64, 256)
+    assert [out.gap_short, out.gap_long, out.change] == pytest.approx([-0.1, -0.4, -0.3])
+    assert out.lo < -0.3 < out.hi and out.hi < 0  # equal seed spreads: the interval is tight around −0.3
+    assert out.base_long == pytest.approx(2.21)

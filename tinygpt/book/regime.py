@@ -3,6 +3,7 @@
     gap_over_training(histories)           # per tag and evaluation: mean difference to the baseline, 95% Welch
     gap_by_budget(runs, metric)            # per variant and budget (tokens seen): the same, from finished runs
     load_regime(preset); by_budget, by_context   # the regime experiment's runs and their differences
+    context_change(regime)                 # does the gap move with the context? (difference of differences)
     fit_gap(points, at_tokens)             # gap = a + b·log2(tokens): slope per doubling, extrapolated
     holm(pvalues)                          # Holm's step-down adjustment for many comparisons
 
@@ -179,6 +180,51 @@ def by_context(regime, metric="val_loss_full", baseline="baseline"):
                 rows.append({"variant": v, "block_size": int(gv.block_size.iloc[0]), "diff": w["diff"],
                              "lo": w["lo"], "hi": w["hi"], "p": welch_p(gv[metric], base), "n": len(gv),
                              "n_base": len(base)})
+    return pd.DataFrame(rows)
+
+
+def contrast(groups, signs, conf=0.95):
+    """Σ_k sign_k·mean(group_k) with a Welch–Satterthwaite t interval: dict(diff, lo, hi, dof).
+
+    With groups (a, b) and signs (1, −1) this is `welch(a, b)`; with four groups (v₂, b₂, v₁, b₁) and signs
+    (1, −1, −1, 1) it is the change of a variant's gap between two settings, each group's seeds independent.
+    """
+    from scipy import stats
+    groups = [np.asarray(g, float) for g in groups]
+    terms = [g.var(ddof=1) / len(g) for g in groups]
+    diff = float(sum(s * g.mean() for s, g in zip(signs, groups)))
+    se = math.sqrt(sum(terms))
+    if se == 0:
+        return {"diff": diff, "lo": diff, "hi": diff, "dof": float("inf")}
+    dof = se ** 4 / sum(t ** 2 / (len(g) - 1) for t, g in zip(terms, groups))
+    half = float(stats.t.ppf(0.5 + conf / 2, dof)) * se
+    return {"diff": diff, "lo": diff - half, "hi": diff + half, "dof": dof}
+
+
+def context_change(regime, metric="val_loss_full", baseline="baseline"):
+    """Per variant: its gap at the longer context minus its gap at the preset's (1× budget), 95% interval.
+
+    Rows (variant, short, long, gap_short, gap_long, change, lo, hi, base_short, base_long); a variant needs
+    ≥ 2 seeds of itself and of the baseline at both contexts.
+    """
+    one = regime[regime.budget == 1]
+    sizes = sorted(one.block_size.unique())
+    if len(sizes) < 2:
+        return pd.DataFrame()
+    short, long_ = sizes[0], sizes[-1]
+
+    def seeds(v, L):
+        return one[(one.variant == v) & (one.block_size == L)][metric].to_numpy()
+
+    rows = []
+    for v in sorted(set(one.variant) - {baseline}):
+        g = [seeds(v, long_), seeds(baseline, long_), seeds(v, short), seeds(baseline, short)]
+        if min(map(len, g)) < 2:
+            continue
+        c = contrast(g, (1, -1, -1, 1))
+        rows.append({"variant": v, "short": int(short), "long": int(long_), "gap_short": g[2].mean() - g[3].mean(),
+                     "gap_long": g[0].mean() - g[1].mean(), "change": c["diff"], "lo": c["lo"], "hi": c["hi"],
+                     "base_short": g[3].mean(), "base_long": g[1].mean()})
     return pd.DataFrame(rows)
 
 
