@@ -229,6 +229,18 @@ if fits:
                         "not all of them before it, so the trend alone does not explain the original's null result."))
     lines.append("The extrapolation spans several doublings beyond the longest budget and a change of width, "
                  "context and dropout; it states a direction, not a value.")
+    if len(change):
+        wider = change[change.hi < 0].variant.tolist()
+        lines.append(
+            f"The context cuts the other way. At context {change.long.iloc[0]}, with the same budget and tokens per "
+            f"iteration, the baseline is {change.base_long.iloc[0] - change.base_short.iloc[0]:+.3f} nats from its "
+            f"loss at context {change.short.iloc[0]}, and "
+            + (f"the gap of {', '.join(wider)} is significantly larger there (by "
+               + ", ".join(f"{r.change:+.3f}" for r in change.itertuples() if r.variant in wider) + " nats): "
+               "a recency prior is worth more when there are more distant positions to learn to ignore. "
+               "The original trained at that context, so its context does not explain its null result; what "
+               "remains is its far longer training and its larger, regularised network."
+               if wider else "no variant's gap changes significantly there."))
 else:
     lines.append("The regime runs have not finished for two budgets of any variant yet; the verdict on the regime "
                  "waits for them.")
