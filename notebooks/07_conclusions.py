@@ -233,10 +233,10 @@ if fits:
         wider = change[change.hi < 0].variant.tolist()
         lines.append(
             f"The context cuts the other way. At context {change.long.iloc[0]}, with the same budget and tokens per "
-            f"iteration, the baseline is {change.base_long.iloc[0] - change.base_short.iloc[0]:+.3f} nats from its "
-            f"loss at context {change.short.iloc[0]}, and "
-            + (f"the gap of {', '.join(wider)} is significantly larger there (by "
-               + ", ".join(f"{r.change:+.3f}" for r in change.itertuples() if r.variant in wider) + " nats): "
+            f"iteration, the baseline's loss is {change.base_long.iloc[0] - change.base_short.iloc[0]:+.3f} nats "
+            f"from its loss at context {change.short.iloc[0]}, and "
+            + (f"the advantage of {', '.join(wider)} is significantly larger there (by "
+               + ", ".join(f"{-r.change:.3f}" for r in change.itertuples() if r.variant in wider) + " nats): "
                "a recency prior is worth more when there are more distant positions to learn to ignore. "
                "The original trained at that context, so its context does not explain its null result; what "
                "remains is its far longer training and its larger, regularised network."
