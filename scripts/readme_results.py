@@ -60,6 +60,14 @@ def regime_section(preset):
     for r in pts.sort_values(["variant", "budget"]).itertuples():
         lines.append(f"| {r.variant} | {r.budget:g}× | {r.tokens / 1e6:.1f} M | {r.n} / {r.n_base} | {r.diff:+.4f} | "
                      f"[{r.lo:+.4f}, {r.hi:+.4f}] | {verdict(r.lo, r.hi)} |")
+    summary = ROOT / "results" / preset / "summary.json"
+    h3 = json.loads(summary.read_text()).get("h3", {}) if summary.exists() else {}
+    if h3.get("fits"):
+        where = summary.relative_to(ROOT)
+        lines += ["", f"Fitted against log₂ of the tokens seen (chapter 6, section 2.2; `{where}`), the slope per doubling and its 95% interval: " + "; ".join(
+                      f"{v} {f['slope']:+.3f} [{f['slope_lo']:+.3f}, {f['slope_hi']:+.3f}] over "
+                      f"{', '.join(f'{b:g}×' for b in f['budgets'])} ({f['h3']})" for v, f in h3["fits"].items())
+                  + f". Hypothesis 3 (the advantage fades with training): **{h3['verdict']}**."]
     ctx = regime.by_context(reg, metric)
     if len(ctx) and ctx.block_size.nunique() > 1:
         lines += ["", "At a longer context (same budget and tokens per iteration):", "",
