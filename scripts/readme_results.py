@@ -64,7 +64,8 @@ def regime_section(preset):
     h3 = json.loads(summary.read_text()).get("h3", {}) if summary.exists() else {}
     if h3.get("fits"):
         where = summary.relative_to(ROOT)
-        lines += ["", f"Fitted against log₂ of the tokens seen (chapter 6, section 2.2; `{where}`), the slope per doubling and its 95% interval: " + "; ".join(
+        lines += ["", f"Fitted against log₂ of the tokens seen (chapter 6, section 2.2; `{where}`), the slope per "
+                  "doubling and its 95% interval: " + "; ".join(
                       f"{v} {f['slope']:+.3f} [{f['slope_lo']:+.3f}, {f['slope_hi']:+.3f}] over "
                       f"{', '.join(f'{b:g}×' for b in f['budgets'])} ({f['h3']})" for v, f in h3["fits"].items())
                   + f". Hypothesis 3 (the advantage fades with training): **{h3['verdict']}**."]
