@@ -249,7 +249,10 @@ lines.append(
     + ("**not early in training** — " + ", ".join(better_1x) + " are ahead after the preset's budget — "
        if better_1x else "")
     + ("**and they converge as the baseline trains longer**, which is what a recency prior that the baseline "
-       "learns by itself predicts." if closing and not open_ else
+       "learns by itself predicts" + ("." if len(closing) == len(fits) else
+                                      f" (significantly for {', '.join(closing)}; for "
+                                      f"{', '.join(v for v in fits if v not in closing)} the slope's interval "
+                                      "still includes 0).") if closing and not open_ else
        "**and whether they converge with training is not settled by the budgets run so far**." if not closing else
        "**and only some of them converge with training** (the verdict table says which)."))
 lines.append("The direct test is the same comparison at the original's scale (the gpu preset), which the book is "
