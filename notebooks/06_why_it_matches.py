@@ -226,6 +226,7 @@ display(Markdown(
         f"- **{v}**: slope {f['slope']:+.4f} nats per doubling of tokens [{f['slope_lo']:+.4f}, {f['slope_hi']:+.4f}]"
         f" over budgets {', '.join(f'{b:g}×' for b in f['budgets'])}; "
         + (f"the fitted line reaches 0 at about {f['zero_tokens'] / 1e6:,.3g} M tokens; " if f["zero_tokens"] else
+           "the fitted line reaches 0 within the budgets run; " if f["slope"] > 0 else
            "the fitted line does not reach 0 beyond the longest budget; ")
         + f"extrapolated to the original's {ORIGINAL_TOKENS / 1e6:.0f} M tokens: {f['pred']:+.3f} "
           f"[{f['pred_lo']:+.3f}, {f['pred_hi']:+.3f}]"

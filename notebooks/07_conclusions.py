@@ -220,6 +220,9 @@ if fits:
         + "At the longest budget the differences are "
         + ", ".join(f"{v} {p['diff']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}] ({p['verdict']})" for v, p in last.items())
         + ".")
+    within = [v for v, f in fits.items() if not f.get("zero_tokens") and f["slope"] > 0]
+    if within:
+        lines.append(f"For {', '.join(within)} the fitted line already reaches zero within the budgets run.")
     if crossing:
         lines.append("Carried beyond the data, the fitted trend reaches zero at about "
                      + ", ".join(f"{t / 1e6:.0f} M tokens for {v}" for v, t in crossing.items())
