@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .results import welch
+from .results import contrast, welch  # noqa: F401 (contrast: part of this module's API)
 
 
 def welch_p(a, b):
@@ -181,24 +181,6 @@ def by_context(regime, metric="val_loss_full", baseline="baseline"):
                              "lo": w["lo"], "hi": w["hi"], "p": welch_p(gv[metric], base), "n": len(gv),
                              "n_base": len(base)})
     return pd.DataFrame(rows)
-
-
-def contrast(groups, signs, conf=0.95):
-    """Σ_k sign_k·mean(group_k) with a Welch–Satterthwaite t interval: dict(diff, lo, hi, dof).
-
-    With groups (a, b) and signs (1, −1) this is `welch(a, b)`; with four groups (v₂, b₂, v₁, b₁) and signs
-    (1, −1, −1, 1) it is the change of a variant's gap between two settings, each group's seeds independent.
-    """
-    from scipy import stats
-    groups = [np.asarray(g, float) for g in groups]
-    terms = [g.var(ddof=1) / len(g) for g in groups]
-    diff = float(sum(s * g.mean() for s, g in zip(signs, groups)))
-    se = math.sqrt(sum(terms))
-    if se == 0:
-        return {"diff": diff, "lo": diff, "hi": diff, "dof": float("inf")}
-    dof = se ** 4 / sum(t ** 2 / (len(g) - 1) for t, g in zip(terms, groups))
-    half = float(stats.t.ppf(0.5 + conf / 2, dof)) * se
-    return {"diff": diff, "lo": diff - half, "hi": diff + half, "dof": dof}
 
 
 def context_change(regime, metric="val_loss_full", baseline="baseline"):

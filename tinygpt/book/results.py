@@ -66,15 +66,24 @@ def load_histories(run_dirs):
 
 def welch(a, b, conf=0.95):
     """Mean of a − mean of b with its Welch t interval: dict(diff, lo, hi, dof)."""
+    return contrast([a, b], (1, -1), conf)
+
+
+def contrast(groups, signs, conf=0.95):
+    """Σ_k sign_k·mean(group_k) with a Welch–Satterthwaite t interval: dict(diff, lo, hi, dof).
+
+    With groups (a, b) and signs (1, −1) this is `welch(a, b)`; with four groups (v₂, b₂, v₁, b₁) and signs
+    (1, −1, −1, 1) it is the change of a variant's gap between two settings, each group's seeds independent.
+    """
     from scipy import stats
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    diff = a.mean() - b.mean()
-    se = math.sqrt(va + vb)
+    groups = [np.asarray(g, float) for g in groups]
+    terms = [g.var(ddof=1) / len(g) for g in groups]
+    diff = float(sum(s * g.mean() for s, g in zip(signs, groups)))
+    se = math.sqrt(sum(terms))
     if se == 0:
         return {"diff": diff, "lo": diff, "hi": diff, "dof": float("inf")}
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = stats.t.ppf(0.5 + conf / 2, dof) * se
+    dof = se ** 4 / sum(t ** 2 / (len(g) - 1) for t, g in zip(terms, groups))
+    half = float(stats.t.ppf(0.5 + conf / 2, dof)) * se
     return {"diff": diff, "lo": diff - half, "hi": diff + half, "dof": dof}
 
 
