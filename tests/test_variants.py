@@ -17,6 +17,7 @@ import tinygpt
 from tinygpt import GPT, GPTConfig
 from tinygpt import variants as V
 from tinygpt.attention import (
+    attend_dense_structure,
     attend_explicit,
     attend_flex_window,
     attend_fused,
@@ -362,6 +363,42 @@ def test_fused_structure_runs_on_the_flash_kernel(stats):
         (y.sum() + sum(t.sum() for t in st.values())).backward()
     assert q.grad is not None and torch.isfinite(q.grad).all()
 
+
+@pytest.mark.parametrize("stats", ["positions", "all"])
+def test_dense_structure_equals_explicit(stats):
+    """The dense structure path (hand-written backward) gives the explicit path's y, structure and gradients."""
+    g = torch.Generator().manual_seed(0)
+    B, H, T, D, block_size = 2, 3, 40, 8, 48
+    q, k, v, w = (torch.randn(B, H, T, D, generator=g, dtype=torch.float64) for _ in range(4))
+    names = ["rel", "sd"] + (["mean_logit"] if stats == "all" else [])
+    ws = {n: torch.randn(B, H, T, generator=g, dtype=torch.float64) for n in names}
+    results = []
+    for fn in (lambda *a: attend_explicit(*a, block_size=block_size)[:2],
+               lambda *a: attend_dense_structure(*a, stats=stats, block_size=block_size)):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        y, st = fn(*leaves)
+        assert set(names) <= set(st)
+        ((y * w).sum() + sum((st[n] * ws[n]).sum() for n in names)).backward()
+        results.append([y] + [st[n] for n in names] + [t.grad for t in leaves])
+    for name, a, b in zip(["y"] + names + ["q", "k", "v"], *results):
+        assert b.abs().max() > 1e-2, name
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0, msg=name)
+
+
+def test_structure_gate_training_path_is_dense_and_equals_explicit(monkeypatch):
+    """On CPU the structure gate trains on the dense path; it gives capture's loss and every gradient."""
+    calls = []
+    monkeypatch.setattr(tinygpt.model, "attend_dense_structure",
+                        lambda *a, **kw: calls.append(kw["stats"]) or attend_dense_structure(*a, **kw))
+    model = model_for("structure_gate").train()  # dropout 0
+    idx, targets = tokens(2, L), tokens(2, L, seed=1)
+    fused = loss_and_grads(model, idx, targets, explicit=False)
+    assert calls == ["all"] * len(model.transformer.h)
+    explicit = loss_and_grads(model, idx, targets, explicit=True)
+    torch.testing.assert_close(fused[1], explicit[1], atol=ATOL, rtol=0)
+    for name, g in explicit[2].items():
+        torch.testing.assert_close(fused[2][name], g, atol=1e-7, rtol=1e-4, msg=name)
+    assert explicit[2]["transformer.h.0.attn.gate.ln_m.weight"].abs().max() > 1e-4  # Σ p s is trained
 
 # ----------------------------------------------------------------------------- block-sparse hard window
 

@@ -1,5 +1,6 @@
-"""Attention kernels: one fused call for training, an explicit one for analysis, and two for the hard
-window (dense with a hand-written backward on CPU, block-sparse FlexAttention on CUDA).
+"""Attention kernels: one fused call for training, an explicit one for analysis, a dense one with a
+hand-written backward for the structure on CPU, and two for the hard window (dense with a hand-written
+backward on CPU, block-sparse FlexAttention on CUDA).
 
 The fused and explicit paths take q, k, v of shape (B, H, T, D) and an optional additive logit
 `offset` broadcastable to (B, H, T, T) (the sum of every variant's offsets), apply the causal mask
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from .variants import RAMP_EPS, SD_EPS, distances, structure_from_moments
 
 FLEX_BLOCK = 128  # FlexAttention's tile: the unit in which key blocks are skipped
+DENSE_STRUCTURE_MAX_T = 256  # CPU, no dropout: the structure's moments from dense weights up to this context
 
 
 def causal_bias(offset, T):
@@ -101,6 +103,76 @@ def attend_explicit(q, k, v, offset=None, *, block_size, dropout=None):
     return y, stats, scores, probs
 
 
+# ----------------------------------------------------------------------------- dense structure
+
+class _DenseStructure(torch.autograd.Function):
+    """softmax(s) @ v with the structure's moments Σ p u, Σ p u² and, if asked, Σ p s; backward by hand.
+
+    On CPU at short contexts this is cheaper than the fused path's extra value channels: Σ p s costs
+    one elementwise pass over the weights instead of D more value (and zero q/k) columns. With
+    c_i = dy_i·y_i + Σ_n dμ_ni·μ_ni + dm_i·(m_i − 1), the scores' gradient is
+
+        ds_ij = p_ij (dy_i·v_j + Σ_n dμ_ni·U_jn + dm_i·s_ij − c_i),   U = [u, u²].
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, U, mean_logit):
+        B, H, T, D = q.shape
+        N = B * H
+        qs = _scaled(q).view(N, T, D)
+        k, v = k.contiguous().view(N, T, D), v.contiguous().view(N, T, D)
+        s = torch.bmm(qs, k.transpose(1, 2))
+        p = torch.softmax(s.masked_fill(torch.ones(T, T, dtype=torch.bool, device=q.device).triu_(1),
+                                        float("-inf")), dim=-1)
+        y = torch.bmm(p, v)
+        mom = (p.view(N * T, T) @ U).view(B, H, T, 2)
+        m = (p * s).sum(-1).view(B, H, T) if mean_logit else None  # p = 0 above the diagonal
+        ctx.shape = q.shape
+        ctx.save_for_backward(qs, k, v, U, p, s if mean_logit else None, y, mom, m)
+        return y.view(B, H, T, D), mom, m
+
+    @staticmethod
+    def backward(ctx, dy, dmom, dm):
+        qs, k, v, U, p, s, y, mom, m = ctx.saved_tensors
+        N, T, D = qs.shape
+        dy = dy.contiguous().view(N, T, D)
+        ds = torch.bmm(dy, v.transpose(1, 2))
+        c = (dy * y).sum(-1)
+        if dmom is not None:
+            dmom = dmom.reshape(N * T, 2)
+            ds.view(N * T, T).addmm_(dmom, U.t())
+            c += (dmom * mom.view(N * T, 2)).sum(-1).view(N, T)
+        if dm is not None and s is not None:
+            dm = dm.reshape(N, T, 1)
+            ds.addcmul_(dm, s)
+            c += ((m.view(N, T, 1) - 1.0) * dm).squeeze(-1)  # Σ_j p dP adds dm·m; ∂m/∂s itself adds dm·p
+        ds.sub_(c.unsqueeze(-1)).mul_(p)
+        dq = torch.bmm(ds, k).mul_(1.0 / math.sqrt(D))
+        dk = torch.bmm(ds.transpose(1, 2), qs)
+        dv = torch.bmm(p.transpose(1, 2), dy)
+        return dq.view(ctx.shape), dk.view(ctx.shape), dv.view(ctx.shape), None, None
+
+
+def attend_dense_structure(q, k, v, *, stats, block_size):
+    """attend_fused(q, k, v, stats=stats) without offset or dropout, dense: every T×T weight is kept.
+
+    The structure variants take it on CPU up to DENSE_STRUCTURE_MAX_T (cpu preset: their step 0.8×).
+    """
+    B, H, T, D = q.shape
+    dt = torch.promote_types(q.dtype, torch.float32)
+    u = _positions(T, block_size, q.device, dt)
+    with torch.autocast(q.device.type, enabled=False):
+        y, mom, m = _DenseStructure.apply(q.to(dt), k.to(dt), v.to(dt), torch.stack([u, u * u], -1),
+                                          stats == "all")
+    rel, sd = structure_from_moments(mom[..., 0], mom[..., 1], u)
+    return y.to(q.dtype), ({"rel": rel, "sd": sd} if m is None else {"rel": rel, "sd": sd, "mean_logit": m})
+
+
+def _scaled(q):
+    """q / √D as a contiguous copy: bmm on the (B, T, H, D)-strided views loops over matrices, several times slower."""
+    return torch.empty_like(q, memory_format=torch.contiguous_format).copy_(q).mul_(1.0 / math.sqrt(q.size(-1)))
+
+
 # ----------------------------------------------------------------------------- dense hard window
 
 class _HardWindow(torch.autograd.Function):
@@ -117,9 +189,7 @@ class _HardWindow(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, span):
         B, H, T, D = q.shape
-        # contiguous operands: bmm on the (B, T, H, D)-strided views loops over matrices, several times slower
-        qs = torch.empty_like(q, memory_format=torch.contiguous_format).copy_(q).mul_(1.0 / math.sqrt(D))
-        k, v = k.contiguous(), v.contiguous()
+        qs, k, v = _scaled(q), k.contiguous(), v.contiguous()
         e, _ = _ramp_exp(span, T)  # (B|1, H, T, T): one span per head (learned_span) needs no batch
         logr = e.neg_().add_(1.0).add_(RAMP_EPS).log_()  # log r, in place: a T×T pass costs like a matmul
         if logr.shape[0] == B:  # the scores accumulate straight into the offset

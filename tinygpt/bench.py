@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from .device import autocast_context, flush_denormals, resolve_device
+from .device import autocast_context, flush_denormals, keep_freed_memory, resolve_device
 from .model import GPT
 from .presets import make_config
 from .variants import VARIANTS
@@ -110,6 +110,7 @@ def bench(preset="cpu", variants=("baseline",), iters=20, warmup=5, rounds=5, pr
     ctx, _ = autocast_context(device, cfgs["baseline"].dtype)
     if device == "cpu":
         flush_denormals()  # as train() does
+        keep_freed_memory()
     steps, times, peaks = {}, {v: [] for v in variants}, {}
     for v in variants:
         steps[v] = _step_fn(cfgs[v], device, ctx)
