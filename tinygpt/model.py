@@ -13,8 +13,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import variants as V
-from .attention import (DENSE_STRUCTURE_MAX_T, attend_dense_structure, attend_explicit, attend_flex_window,
-                        attend_fused, attend_hard_window)
+from .attention import (
+    DENSE_STRUCTURE_MAX_T,
+    attend_dense_structure,
+    attend_explicit,
+    attend_flex_window,
+    attend_fused,
+    attend_hard_window,
+)
 
 ALIBI_MASK_MAX_T = 256  # alibi: a (1, H, T, T) mask up to this context, q/k channels beyond
 
@@ -112,17 +118,18 @@ class CausalSelfAttention(nn.Module):
         span = self.span(x) if self.span is not None else None  # (B|1, nh, T|1) tokens
         if self.key_importance is not None:
             iota = self.key_importance(x, iota)  # (B, 1|nh, T)
+        dropout = self.training and self.dropout > 0
         if self.record is not None:  # the reference: the dense offset on materialised scores
             y, stats, scores, probs = attend_explicit(q, k, v, self.offset(span, iota, T, x.device),
                                                       block_size=self.block_size,
                                                       dropout=self.attn_dropout)
             self.record.update(scores=scores, probs=probs, stats=stats,
                                span=None if span is None else span.expand(B, self.n_head, T))
-        elif span is not None and self.variant != "soft_window" and not (self.training and self.dropout > 0):
+        elif span is not None and self.variant != "soft_window" and not dropout:
             # the hard window without attention dropout: block-sparse FlexAttention on CUDA, else dense by hand
             flex = q.is_cuda and self.block_sparse
             y, stats = (attend_flex_window if flex else attend_hard_window)(q, k, v, span), None
-        elif self.stats == "all" and not q.is_cuda and T <= DENSE_STRUCTURE_MAX_T and not (self.training and self.dropout > 0):
+        elif self.stats == "all" and not q.is_cuda and T <= DENSE_STRUCTURE_MAX_T and not dropout:
             # structure_gate on CPU at short contexts: dense weights with a hand-written backward beat D extra
             # value channels for Σ p s (cpu preset: 0.93× the step; for rel and sd alone the channels win)
             y, stats = attend_dense_structure(q, k, v, stats=self.stats, block_size=self.block_size)
