@@ -93,8 +93,11 @@ def step_table(before, before_path, after, after_path):
     if not after:
         return []
     r0 = after["rows"][0]
+    n = after.get("processes", 1)
     lines = [f"`tinygpt bench --preset {after['preset']} --variant all --rounds {after['rounds']} --iters "
-             f"{after['iters']}` on {r0['device']} ({r0['threads']} threads), one process: each round times the "
+             f"{after['iters']}" + (f" --processes {n}" if n > 1 else "") + f"` on {r0['device']} ({r0['threads']} "
+             "threads), " + ("one process" if n == 1 else f"{n} fresh processes one after the other, their rounds "
+                            "pooled") + ": each round times the "
              f"baseline, then each variant followed by the baseline again; a variant's ratio is its time over the "
              f"mean of the two baseline timings around it, median over rounds, with the quartiles, and the ratio "
              f"of the fastest rounds (contention only slows a timing down) "

@@ -27,7 +27,7 @@ OPTIONS = {
     "train": ["--preset", "--set", "--out", "--resume", "--no-progress", "n_layer", "learning_rate"],
     "sample": ["--ckpt", "--prompt", "--num-samples", "--max-new-tokens", "--temperature", "--top-k", "--seed",
                "--device", "--trusted"],
-    "bench": ["--preset", "--variant", "--iters", "--warmup", "--rounds", "--set", "soft_window"],
+    "bench": ["--preset", "--variant", "--iters", "--warmup", "--rounds", "--processes", "--set", "soft_window"],
 }
 
 
@@ -482,3 +482,40 @@ def test_bench_ratio_cancels_a_drifting_machine(monkeypatch):
     assert rows["soft_window"]["ratio"] == pytest.approx(1.3, abs=0.01)
     assert rows["soft_window"]["ratio_q1"] <= rows["soft_window"]["ratio"] <= rows["soft_window"]["ratio_q3"]
     assert rows["baseline"]["ratio"] == 1.0
+
+
+def test_bench_pool_takes_every_round_of_every_process():
+    """Pooled rows: medians and quartiles over all rounds of all processes, not a median of medians."""
+    from tinygpt.bench import _row, pool
+    where = dict(device="cpu", preset="smoke", threads=2)
+
+    def rows(base_ms, ratios):
+        ms = [base_ms * r for r in ratios]
+        return [_row("baseline", [base_ms] * len(ratios), [1.0] * len(ratios), base_ms, 100, 50.0, 50.0, **where),
+                _row("soft_window", ms, ratios, base_ms, 100, 55.0, 50.0, **where)]
+
+    a, b = rows(10.0, [1.0, 1.1, 1.2]), rows(20.0, [1.3, 1.4])
+    pooled = {r["variant"]: r for r in pool([a, b])}
+    s = pooled["soft_window"]
+    assert s["ratio"] == pytest.approx(1.2) and s["processes"] == 2 and len(s["round_ratios"]) == 5
+    assert a[1]["ratio"] == pytest.approx(1.1) and b[1]["ratio"] == pytest.approx(1.35)
+    assert s["ratio_q1"] < s["ratio"] < s["ratio_q3"]
+    assert s["ms_per_iter"] == pytest.approx(12.0)  # median of 10, 11, 12, 26, 28
+    assert s["ratio_fastest"] == pytest.approx(1.0)  # 10 ms against the fastest baseline, 10 ms
+    assert s["tokens_per_s"] == pytest.approx(100 / 12.0 * 1000)
+    assert s["mem_ratio"] == pytest.approx(1.1) and pooled["baseline"]["ratio"] == 1.0
+
+
+def test_bench_in_several_processes(capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    rc, stdout, _ = run_main(capsys, "bench", "--preset", "smoke", "--variant", "alibi", "--iters", 1, "--warmup", 1,
+                             "--rounds", 2, "--processes", 2, "--json", out)
+    assert rc == 0 and "in each of 2 processes" in stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["baseline", "alibi"]
+    assert all(r["processes"] == 2 and len(r["round_ratios"]) == 4 for r in rows)
+
+
+def test_bench_zero_processes(capsys):
+    rc, _, err = run_main(capsys, "bench", "--preset", "smoke", "--processes", 0)
+    assert_clean_error(rc, err, "tinygpt bench: error:", "--processes must be ≥ 1 (got 0)")

@@ -14,7 +14,7 @@ resident set just before the first step (Python, torch, the model and the batch)
 the C allocator map every block of 64 KiB or more and return it on free, so this follows the live
 tensors and repeats to the MiB.
 
-    python -m tinygpt bench --preset cpu --variant all
+    python -m tinygpt bench --preset cpu --variant all [--processes 3]
     python -m tinygpt bench --preset cpu --variant soft_window alibi --set block_size=1024 --rounds 3 --iters 2
 """
 
@@ -147,16 +147,38 @@ def bench(preset="cpu", variants=("baseline",), iters=20, warmup=5, rounds=5, pr
         ratios["baseline"].append(1.0)
     if bar is not None:
         bar.close()
-    rows = []
-    for v in variants:
-        cfg, t = cfgs[v], statistics.median(times[v])
-        q = statistics.quantiles(ratios[v], n=4) if rounds > 1 else [ratios[v][0]] * 3
-        mem_ratio = peaks[v] / peaks["baseline"] if peaks[v] is not None and peaks["baseline"] else None
-        rows.append({"variant": v, "ms_per_iter": 1000 * t, "ratio": statistics.median(ratios[v]),
-                     "ratio_q1": q[0], "ratio_q3": q[2], "ratio_fastest": min(times[v]) / min(times["baseline"]),
-                     "tokens_per_s": cfg.batch_size * cfg.model.block_size / t, "peak_mem_mb": peaks[v],
-                     "mem_ratio": mem_ratio, "device": device, "preset": preset, "threads": torch.get_num_threads()})
-    return rows
+    tokens = {v: cfgs[v].batch_size * cfgs[v].model.block_size for v in variants}
+    return [_row(v, [1000 * t for t in times[v]], ratios[v], min(times["baseline"]) * 1000, tokens[v], peaks[v],
+                 peaks["baseline"], device=device, preset=preset, threads=torch.get_num_threads()) for v in variants]
+
+
+def _row(variant, round_ms, round_ratios, fastest_baseline_ms, tokens, peak, baseline_peak, **where):
+    """One variant's figures from its per-round timings (ms) and ratios."""
+    t = statistics.median(round_ms)
+    q = statistics.quantiles(round_ratios, n=4) if len(round_ratios) > 1 else [round_ratios[0]] * 3
+    return {"variant": variant, "ms_per_iter": t, "ratio": statistics.median(round_ratios), "ratio_q1": q[0],
+            "ratio_q3": q[2], "ratio_fastest": min(round_ms) / fastest_baseline_ms, "tokens_per_s": tokens / t * 1000,
+            "peak_mem_mb": peak, "mem_ratio": peak / baseline_peak if peak is not None and baseline_peak else None,
+            **where, "round_ms": round_ms, "round_ratios": round_ratios}
+
+
+def pool(runs):
+    """Rows of several bench processes as one: every round of every process, medians over all of them.
+
+    A process's median can sit 0.1 away from the next one's on a shared VM (its memory layout, its threads'
+    placement), which rounds within one process cannot average out; pooling processes can.
+    """
+    base = [min(r["round_ms"]) for rows in runs for r in rows if r["variant"] == "baseline"]
+    out = []
+    for i, r0 in enumerate(runs[0]):
+        rs = [rows[i] for rows in runs]
+        assert all(r["variant"] == r0["variant"] for r in rs), "the processes timed different variants"
+        where = {k: r0[k] for k in ("device", "preset", "threads")}
+        out.append(_row(r0["variant"], [t for r in rs for t in r["round_ms"]],
+                        [x for r in rs for x in r["round_ratios"]], min(base),
+                        r0["tokens_per_s"] * r0["ms_per_iter"] / 1000, r0["peak_mem_mb"],
+                        runs[0][0]["peak_mem_mb"], **where, processes=len(runs)))
+    return out
 
 
 def format_rows(rows):

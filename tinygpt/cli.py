@@ -118,14 +118,49 @@ def cmd_bench(args):
     for name, value, least in (("--iters", args.iters, 1), ("--rounds", args.rounds, 1), ("--warmup", args.warmup, 0)):
         if value < least:
             raise ValueError(f"{name} must be ≥ {least} (got {value})")
-    rows = bench(args.preset, "all" if "all" in args.variant else args.variant, iters=args.iters,
-                 warmup=args.warmup, rounds=args.rounds, **presets.parse_overrides(args.set))
+    if args.processes < 1:
+        raise ValueError(f"--processes must be ≥ 1 (got {args.processes})")
+    overrides = presets.parse_overrides(args.set)  # checked here, before any process starts
+    if args.processes == 1:
+        rows = bench(args.preset, "all" if "all" in args.variant else args.variant, iters=args.iters,
+                     warmup=args.warmup, rounds=args.rounds, **overrides)
+    else:
+        rows = _bench_processes(args)
     print(f"preset {args.preset}, device {rows[0]['device']}, {rows[0]['threads']} threads, "
-          f"median of {args.rounds} rounds × {args.iters} steps; ratios to the baseline timed around each variant")
+          f"median of {args.rounds} rounds × {args.iters} steps" + (f" in each of {args.processes} processes"
+                                                                      if args.processes > 1 else "")
+          + "; ratios to the baseline timed around each variant")
     print(format_rows(rows))
     if args.json:
         from .checkpoint import write_json
-        write_json(args.json, {"preset": args.preset, "iters": args.iters, "rounds": args.rounds, "rows": rows})
+        write_json(args.json, {"preset": args.preset, "iters": args.iters, "rounds": args.rounds,
+                               "processes": args.processes, "rows": rows})
+
+
+def _bench_processes(args):
+    """`bench` in args.processes fresh processes, one after the other; their rounds pooled (bench.pool)."""
+    import json
+    import subprocess
+    import tempfile
+
+    from .bench import pool
+    argv = ["--preset", args.preset, "--variant", *args.variant, "--iters", str(args.iters), "--warmup",
+            str(args.warmup), "--rounds", str(args.rounds)] + [x for kv in args.set or [] for x in ("--set", kv)]
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.processes):
+            print(f"bench: process {i + 1} of {args.processes}", file=sys.stderr, flush=True)
+            path = os.path.join(tmp, f"{i}.json")
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).resolve().parent.parent)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+            done = subprocess.run([sys.executable, "-m", "tinygpt", "bench", *argv, "--json", path], env=env,
+                                  stdout=subprocess.DEVNULL)
+            if done.returncode:
+                raise ChildProcessError(f"bench process {i + 1} of {args.processes} failed (exit {done.returncode}); "
+                                   "its error is above")
+            with open(path) as f:
+                runs.append(json.load(f)["rows"])
+    return pool(runs)
 
 
 def cmd_book(args):
@@ -178,6 +213,8 @@ def build_parser():
     s.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
     s.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported (default 5)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    s.add_argument("--processes", type=int, default=1,
+                   help="run the bench in this many fresh processes and pool their rounds (default 1)")
     s.add_argument("--json", metavar="PATH", help="also write the rows to this JSON file")
     s.set_defaults(fn=cmd_bench)
 
