@@ -89,23 +89,30 @@ for v in variants:
 #
 # **Span** (soft and hard window), per head $h$ and token $i$, from the block's input $x_i$
 # (`SpanPredictor`, `span_from_logit`):
+#
 # $$\sigma_{hi} = 1 + \frac{L}{2}\, e^{a_{hi}}, \qquad a_i = W_\sigma x_i + b_\sigma .$$
+#
 # At $a = 0$ the span is $1 + L/2$, where training starts.
 #
 # **Soft window** (`soft_window_offset`): a linear penalty in distance whose slope $1/\sigma$ the query chooses,
+#
 # $$s'_{ij} = s_{ij} + 1 - \frac{d + 1}{\sigma_{hi}}, \qquad p_{ij} = \operatorname{softmax}_j(s'_{ij}) .$$
 #
 # **Hard window** (`ramp`, `ramp_offset`): the plain causal weights $p^0 = \operatorname{softmax}(s)$ are
 # multiplied by a ramp that is zero from distance $\sigma - 1$ on, and renormalised,
+#
 # $$r_{ij} = 1 - \exp\!\Big(-\max\big(0,\, 1 - \tfrac{d+1}{\sigma_{hi}}\big)\Big) + \epsilon, \qquad
 # p_{ij} = \frac{(p^0_{ij} + \epsilon)\, r_{ij}}{\sum_{j' \le i} (p^0_{ij'} + \epsilon)\, r_{ij'}}
 # \approx \operatorname{softmax}_j(s_{ij} + \log r_{ij}),$$
+#
 # with $\epsilon = 10^{-10}$; it stays differentiable in $\sigma$ through the ramp.
 #
 # **Key importance** (`KeyImportance`): a scalar per token, carried from layer to layer and added to every logit
 # in which that token is the key (shared by the heads),
+#
 # $$\iota^0_j = w_0 \cdot e_j, \qquad \iota^l_j = \iota^{l-1}_j + w_l \cdot x^l_j, \qquad
 # s'_{ij} = s_{ij} + \iota^l_j ,$$
+#
 # where $e_j$ is the token's embedding and $x^l_j$ the input of block $l$; the $w_l$ start at zero, so training
 # starts from the baseline.
 #

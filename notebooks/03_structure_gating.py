@@ -79,14 +79,18 @@ L, H, T = cfg.model.n_layer, cfg.model.n_head, cfg.model.block_size
 # ## The equations
 # For every token $i$ and head $h$ the attention structure summarises where the head looked, with
 # normalised positions $u_j = j / L$ (`structure_from_moments`):
+#
 # $$\mu_i = \sum_j p_{ij}\, u_j, \qquad \mathrm{rel}_i = \mu_i - u_i, \qquad
 # \mathrm{sd}_i = \sqrt{\textstyle\sum_j p_{ij} (u_j - \mu_i)^2 + \epsilon}, \qquad m_i = \sum_j p_{ij}\, s_{ij},$$
+#
 # how far back (a fraction of the context, ≤ 0), how widely, and how strongly (the mean logit) it looks.
 #
 # **Structure gate** (`StructureGate`): the three statistics of all $H$ heads, each normalised across the heads
 # by a LayerNorm, pass a small MLP to one gate per head,
+#
 # $$g_i = 2\, \sigma\big(\mathrm{MLP}([\mathrm{LN}_H(m_i),\, \mathrm{LN}_H(\mathrm{rel}_i),\,
 # \mathrm{LN}_H(\mathrm{sd}_i)])\big) \in (0, 2)^H,$$
+#
 # with $\sigma$ the logistic sigmoid and MLP = Linear $3H \to 12H$, GELU, Linear $12H \to H$. Each head's output
 # is multiplied by its $g_{hi}$ before the output projection; $g = 1$ is the baseline.
 #

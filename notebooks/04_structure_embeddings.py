@@ -85,9 +85,12 @@ L, H, T = cfg.model.n_layer, cfg.model.n_head, cfg.model.block_size
 # **structure_mlp** (`StructureMLPFeatures`): each of the $2H$ features $f_i$ is centred on its running mean over
 # the positions up to $i$, then scaled and shifted per position (length-$L$ parameters $a$, initialised to $4L$,
 # and $b$, initialised to 0, shared by the heads and not weight-decayed),
+#
 # $$\tilde f_i = \Big(f_i - \frac{1}{i+1} \sum_{i' \le i} f_{i'}\Big)\, a_i + b_i ,$$
+#
 # and the $2H$ values pass a LayerNorm and join the MLP's input. The original's block re-normalises the residual
 # stream itself (post-norm); the control `structure_mlp_prenorm` keeps the baseline's pre-norm block:
+#
 # $$\text{post-norm: } x \leftarrow \mathrm{LN}_2(x + \mathrm{Attn}(\mathrm{LN}_1 x)),\;
 # x \leftarrow x + \mathrm{MLP}([x, \mathrm{LN}(\tilde f)]) \qquad
 # \text{pre-norm: } x \leftarrow x + \mathrm{Attn}(\mathrm{LN}_1 x),\;
@@ -97,6 +100,7 @@ L, H, T = cfg.model.n_layer, cfg.model.n_head, cfg.model.block_size
 # \mathrm{sd}_i, H u_i]$ (not normalised, as in the original) feed three MLPs of the same shape
 # ($2H{+}1 \to 4(2H{+}1) \to C$) whose full-width outputs gate and shift the attention output $a$ and shift
 # the stream after the MLP:
+#
 # $$x \leftarrow x + a \odot (1 + f_{\mathrm{scale}}(\phi)) + f_{\mathrm{bias}}(\phi), \qquad
 # x \leftarrow x + \mathrm{MLP}(\mathrm{LN}_2 x) + f_{\mathrm{loc}}(\phi).$$
 #

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import re
 import shutil
 import sys
 import tempfile
@@ -186,7 +187,20 @@ def check_page(driver, base_url, html_dir, page, needs_figure, timeout=30, allow
         res.problems.append(f"{len(res.console_errors)} console error(s): {res.console_errors[0][:200]}")
     if res.external and not allow_external:
         res.problems.append(f"fetches from outside the site: {', '.join(res.external[:3])}")
+    raw = unrendered_math((Path(html_dir) / f"{page}.html").read_text(encoding="utf-8"))
+    if raw:
+        res.problems.append(f"{len(raw)} formula(s) not rendered as math (stray $ or TeX shown): {raw[0][:80]}")
     return res
+
+
+STRAY_DOLLAR = re.compile(r'\$\s*<span class="math">|</math></span>\s*\$')
+
+
+def unrendered_math(page_html):
+    """Formulas a reader sees as TeX: a `$$ … $$` that MyST split into `$` + inline math + `$` (display
+    math that does not stand in its own paragraph), or math the MathML converter gave up on."""
+    found = [m.group(0) for m in STRAY_DOLLAR.finditer(page_html)]
+    return found + re.findall(r'<code class="math-tex">[^<]*', page_html)
 
 
 def check_site(html_dir, toc=None, pages=None, timeout=30, allow_external=False):

@@ -82,6 +82,7 @@ def test_the_checker_fails_on_broken_pages(tmp_path):
     page("no_figure", "<p>a notebook chapter whose figures went missing</p>")
     (site / "_sources" / "no_figure.ipynb").write_text("{}")
     page("external", '<link rel="stylesheet" href="http://localhost:9/theme.css">')
+    page("split_math", '<p>$<span class="math"><math><mi>x</mi></math></span>$</p>')  # a $$ … $$ that MyST split
 
     proc = subprocess.run([sys.executable, str(CHECKER), str(site), "--timeout", "10"], capture_output=True,
                           text=True, timeout=300)
@@ -94,7 +95,8 @@ def test_the_checker_fails_on_broken_pages(tmp_path):
     assert "FAIL" in rows["console_error"] and "something broke" in rows["console_error"]
     assert "FAIL" in rows["no_figure"] and "without any figure" in rows["no_figure"]
     assert "FAIL" in rows["external"] and "outside the site: http://localhost:9/theme.css" in rows["external"]
-    assert "1 of 5 pages passed" in proc.stdout
+    assert "FAIL" in rows["split_math"] and "not rendered as math" in rows["split_math"]
+    assert "1 of 6 pages passed" in proc.stdout
 
 
 CHAPTERS = ["01_baseline", "02_query_windows", "03_structure_gating", "04_structure_embeddings",
