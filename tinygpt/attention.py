@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from .variants import RAMP_EPS, SD_EPS, distances, structure_from_moments
 
 FLEX_BLOCK = 128  # FlexAttention's tile: the unit in which key blocks are skipped
+MASKED_SCORE = -1e30  # the dense structure path's masked scores: exp underflows to 0, |dm·s| stays finite
 DENSE_STRUCTURE_MAX_T = 256  # CPU, no dropout: the structure's moments from dense weights up to this context
 
 
@@ -122,11 +123,12 @@ class _DenseStructure(torch.autograd.Function):
         qs = _scaled(q).view(N, T, D)
         k, v = k.contiguous().view(N, T, D), v.contiguous().view(N, T, D)
         s = torch.bmm(qs, k.transpose(1, 2))
-        p = torch.softmax(s.masked_fill(torch.ones(T, T, dtype=torch.bool, device=q.device).triu_(1),
-                                        float("-inf")), dim=-1)
+        # masked in place with a finite value: p = 0 there all the same, and p·s stays 0 (−inf would give NaN)
+        s.masked_fill_(torch.ones(T, T, dtype=torch.bool, device=q.device).triu_(1), MASKED_SCORE)
+        p = torch.softmax(s, dim=-1)
         y = torch.bmm(p, v)
         mom = (p.view(N * T, T) @ U).view(B, H, T, 2)
-        m = (p * s).sum(-1).view(B, H, T) if mean_logit else None  # p = 0 above the diagonal
+        m = (p * s).sum(-1).view(B, H, T) if mean_logit else None
         ctx.shape = q.shape
         ctx.save_for_backward(qs, k, v, U, p, s if mean_logit else None, y, mom, m)
         return y.view(B, H, T, D), mom, m
