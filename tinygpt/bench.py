@@ -5,7 +5,8 @@ the baseline, then each variant followed by the baseline again. A variant's rati
 time over the mean of the two baseline timings around it (the speed of a shared machine drifts by
 tens of percent within seconds); the ratio reported is the median over rounds, with its quartiles,
 and ms/iter is the median of each variant's timings. Contention only ever slows a timing down, so the
-ratio of the fastest rounds (`ratio_fastest`, in the JSON) is a second, less noisy estimate.
+ratio of the fastest rounds (`ratio_fastest`, in the JSON) is a second, less noisy estimate. The command's
+`--processes N` runs all of this in N fresh processes, one after the other, and pools their rounds (`pool`).
 
 Peak memory: on CUDA, the allocator's peak during the warm-up steps. On CPU, a process's resident
 memory is shared by everything it ever allocated, so each variant's peak is measured in a fresh
@@ -165,8 +166,8 @@ def _row(variant, round_ms, round_ratios, fastest_baseline_ms, tokens, peak, bas
 def pool(runs):
     """Rows of several bench processes as one: every round of every process, medians over all of them.
 
-    A process's median can sit 0.1 away from the next one's on a shared VM (its memory layout, its threads'
-    placement), which rounds within one process cannot average out; pooling processes can.
+    On this shared VM one process's median ratio sat up to 0.1 away from the next one's, an offset that more
+    rounds within a process do not average out; pooling the rounds of several processes does.
     """
     base = [min(r["round_ms"]) for rows in runs for r in rows if r["variant"] == "baseline"]
     out = []

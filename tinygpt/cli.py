@@ -156,8 +156,8 @@ def _bench_processes(args):
             done = subprocess.run([sys.executable, "-m", "tinygpt", "bench", *argv, "--json", path], env=env,
                                   stdout=subprocess.DEVNULL)
             if done.returncode:
-                raise ChildProcessError(f"bench process {i + 1} of {args.processes} failed (exit {done.returncode}); "
-                                   "its error is above")
+                raise ChildProcessError(f"bench process {i + 1} of {args.processes} failed "
+                                        f"(exit {done.returncode}); its error is above")
             with open(path) as f:
                 runs.append(json.load(f)["rows"])
     return pool(runs)
