@@ -70,6 +70,15 @@ def _rss_mb(field):
     raise OSError(f"no {field} in /proc/self/status")
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout this tinygpt is imported from
+
+
+def _child_env(**extra):
+    """This process's environment for a child Python that must import this same tinygpt."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+            **extra}
+
+
 def _cpu_step_peak(preset, variant, overrides, steps=2):
     """In this (fresh) process: peak resident MiB above the resident set before the first step."""
     cfg = make_config(preset, variant=variant, device="cpu", **overrides)
@@ -86,16 +95,14 @@ def cpu_peak_mb(preset, variant, overrides):
     """_cpu_step_peak in a subprocess (this process's memory would blur it); None where /proc cannot say."""
     code = ("import json, sys; from tinygpt.bench import _cpu_step_peak; "
             "a = json.loads(sys.argv[1]); print(json.dumps(_cpu_step_peak(*a)))")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
-           # glibc's malloc raises its mmap threshold after each large free, after which freed tensors stay
-           # resident and the high-water mark depends on the order of frees (±5% between identical runs).
-           # A fixed threshold maps every block ≥ 64 KiB and unmaps it on free: the peak follows the live
-           # tensors, the same figure run after run.
-           "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    # glibc's malloc raises its mmap threshold after each large free, after which freed tensors stay
+    # resident and the high-water mark depends on the order of frees (±5% between identical runs).
+    # A fixed threshold maps every block ≥ 64 KiB and unmaps it on free: the peak follows the live
+    # tensors, the same figure run after run.
+    env = _child_env(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     try:
         out = subprocess.run([sys.executable, "-c", code, json.dumps([preset, variant, overrides])], env=env,
-                             cwd=root, capture_output=True, text=True, check=True)  # -c puts the cwd first
+                             cwd=ROOT, capture_output=True, text=True, check=True)  # -c puts the cwd first
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (subprocess.CalledProcessError, ValueError, IndexError, OSError):
         return None
@@ -173,13 +180,32 @@ def pool(runs):
     out = []
     for i, r0 in enumerate(runs[0]):
         rs = [rows[i] for rows in runs]
-        assert all(r["variant"] == r0["variant"] for r in rs), "the processes timed different variants"
+        if any(r["variant"] != r0["variant"] for r in rs):
+            raise ValueError("the bench processes timed different variants; pool only runs of the same command")
         where = {k: r0[k] for k in ("device", "preset", "threads")}
         out.append(_row(r0["variant"], [t for r in rs for t in r["round_ms"]],
                         [x for r in rs for x in r["round_ratios"]], min(base),
                         r0["tokens_per_s"] * r0["ms_per_iter"] / 1000, r0["peak_mem_mb"],
                         runs[0][0]["peak_mem_mb"], **where, processes=len(runs)))
     return out
+
+
+def bench_processes(argv, processes):
+    """`tinygpt bench *argv` in `processes` fresh processes, one after the other; their rows pooled."""
+    import tempfile
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(processes):
+            print(f"bench: process {i + 1} of {processes}", file=sys.stderr, flush=True)
+            path = os.path.join(tmp, f"{i}.json")
+            done = subprocess.run([sys.executable, "-m", "tinygpt", "bench", *argv, "--json", path],
+                                  env=_child_env(), stdout=subprocess.DEVNULL)
+            if done.returncode:
+                raise ChildProcessError(f"bench process {i + 1} of {processes} failed (exit {done.returncode}); "
+                                        "its error is above")
+            with open(path) as f:
+                runs.append(json.load(f)["rows"])
+    return pool(runs)
 
 
 def format_rows(rows):

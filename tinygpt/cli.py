@@ -114,7 +114,7 @@ def cmd_sample(args):
 
 
 def cmd_bench(args):
-    from .bench import bench, format_rows
+    from .bench import bench, bench_processes, format_rows
     for name, value, least in (("--iters", args.iters, 1), ("--rounds", args.rounds, 1), ("--warmup", args.warmup, 0)):
         if value < least:
             raise ValueError(f"{name} must be ≥ {least} (got {value})")
@@ -125,7 +125,9 @@ def cmd_bench(args):
         rows = bench(args.preset, "all" if "all" in args.variant else args.variant, iters=args.iters,
                      warmup=args.warmup, rounds=args.rounds, **overrides)
     else:
-        rows = _bench_processes(args)
+        argv = ["--preset", args.preset, "--variant", *args.variant, "--iters", str(args.iters), "--warmup",
+                str(args.warmup), "--rounds", str(args.rounds)] + [x for kv in args.set or [] for x in ("--set", kv)]
+        rows = bench_processes(argv, args.processes)
     print(f"preset {args.preset}, device {rows[0]['device']}, {rows[0]['threads']} threads, "
           f"median of {args.rounds} rounds × {args.iters} steps" + (f" in each of {args.processes} processes"
                                                                       if args.processes > 1 else "")
@@ -135,32 +137,6 @@ def cmd_bench(args):
         from .checkpoint import write_json
         write_json(args.json, {"preset": args.preset, "iters": args.iters, "rounds": args.rounds,
                                "processes": args.processes, "rows": rows})
-
-
-def _bench_processes(args):
-    """`bench` in args.processes fresh processes, one after the other; their rounds pooled (bench.pool)."""
-    import json
-    import subprocess
-    import tempfile
-
-    from .bench import pool
-    argv = ["--preset", args.preset, "--variant", *args.variant, "--iters", str(args.iters), "--warmup",
-            str(args.warmup), "--rounds", str(args.rounds)] + [x for kv in args.set or [] for x in ("--set", kv)]
-    runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.processes):
-            print(f"bench: process {i + 1} of {args.processes}", file=sys.stderr, flush=True)
-            path = os.path.join(tmp, f"{i}.json")
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-                [str(Path(__file__).resolve().parent.parent)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
-            done = subprocess.run([sys.executable, "-m", "tinygpt", "bench", *argv, "--json", path], env=env,
-                                  stdout=subprocess.DEVNULL)
-            if done.returncode:
-                raise ChildProcessError(f"bench process {i + 1} of {args.processes} failed "
-                                        f"(exit {done.returncode}); its error is above")
-            with open(path) as f:
-                runs.append(json.load(f)["rows"])
-    return pool(runs)
 
 
 def cmd_book(args):

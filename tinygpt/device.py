@@ -86,4 +86,3 @@ def keep_freed_memory():
             (M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, (1 << 31) - 1), (M_TOP_PAD, 64 << 20)))
     except (OSError, AttributeError):
         return False
-
