@@ -176,7 +176,8 @@ def pool(runs):
     On this shared VM one process's median ratio sat up to 0.1 away from the next one's, an offset that more
     rounds within a process do not average out; pooling the rounds of several processes does.
     """
-    base = [min(r["round_ms"]) for rows in runs for r in rows if r["variant"] == "baseline"]
+    baselines = [r for rows in runs for r in rows if r["variant"] == "baseline"]
+    fastest_baseline = min(t for b in baselines for t in b["round_ms"])
     out = []
     for i, r0 in enumerate(runs[0]):
         rs = [rows[i] for rows in runs]
@@ -184,9 +185,9 @@ def pool(runs):
             raise ValueError("the bench processes timed different variants; pool only runs of the same command")
         where = {k: r0[k] for k in ("device", "preset", "threads")}
         out.append(_row(r0["variant"], [t for r in rs for t in r["round_ms"]],
-                        [x for r in rs for x in r["round_ratios"]], min(base),
+                        [x for r in rs for x in r["round_ratios"]], fastest_baseline,
                         r0["tokens_per_s"] * r0["ms_per_iter"] / 1000, r0["peak_mem_mb"],
-                        runs[0][0]["peak_mem_mb"], **where, processes=len(runs)))
+                        baselines[0]["peak_mem_mb"], **where, processes=len(runs)))
     return out
 
 

@@ -255,7 +255,7 @@ class StructureEmbedding(nn.Module):
 
     def forward(self, stats):  # -> three (B, T, C) tensors
         rel, sd = stats["rel"], stats["sd"]
-        B, H, T = rel.shape
+        B, _, T = rel.shape
         loc = self.n_head * (torch.arange(T, device=rel.device, dtype=rel.dtype) / self.block_size)
         # built contiguous as (B, T, 2H + 1): each MLP would otherwise copy a transposed view (step 0.95×)
         f = self.ln(torch.cat([rel.transpose(1, 2), sd.transpose(1, 2), loc.view(1, T, 1).expand(B, T, 1)], dim=-1))
