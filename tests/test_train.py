@@ -4,6 +4,7 @@ import io
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -300,6 +301,38 @@ def test_failed_json_write_keeps_the_old_file(tmp_path):
     assert checkpoint.read_json(path) == {"a": 1}
     assert no_temp_files(tmp_path)
 
+
+
+class _CtrlCWhilePickled:
+    """Presses Ctrl-C (SIGINT to this process) while torch.save pickles it: an interrupt in the middle of a write."""
+
+    def __reduce__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        return int, (7,)
+
+
+def test_ctrl_c_during_a_checkpoint_write_waits_for_the_file(tmp_path):
+    # Raised inside torch.save's zip writer, the KeyboardInterrupt became a RuntimeError ("unexpected pos")
+    # from its cleanup: exit code 1 and a traceback instead of the clean Ctrl-C. Now the file is finished first.
+    path = tmp_path / "ckpt.pt"
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint(path, {"iter_num": 3, "x": _CtrlCWhilePickled()})
+    assert torch.load(path, weights_only=False) == {"iter_num": 3, "x": 7}  # complete (int(7) is a call)
+    assert no_temp_files(tmp_path)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+
+
+def test_deferred_interrupt_nests_and_delivers_once(tmp_path):
+    hits = []
+    with pytest.raises(KeyboardInterrupt):
+        with checkpoint.deferred_interrupt():
+            checkpoint.write_json(tmp_path / "a.json", {"a": 1})  # an inner deferral leaves the signal to the outer
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            checkpoint.write_json(tmp_path / "b.json", {"b": 2})
+            hits.append("block finished")
+    assert hits == ["block finished"] and checkpoint.read_json(tmp_path / "b.json") == {"b": 2}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 # ---- data_fraction ----
 

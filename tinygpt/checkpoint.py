@@ -7,7 +7,9 @@ A checkpoint is a dict with `model` (state dict), `model_args` (GPTConfig fields
 import fcntl
 import json
 import os
+import signal
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,21 +56,52 @@ def _text_kind(path):
     return "a JSON file" if text.lstrip()[:1] in ("{", "[") else "a text file"
 
 
+@contextmanager
+def deferred_interrupt():
+    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it as it would have been.
+
+    A KeyboardInterrupt raised inside torch.save's zip writer surfaces as a RuntimeError from its
+    cleanup, and one between two files of an evaluation leaves them out of step; writes are short,
+    so the interrupt waits for them. Only the main thread can install handlers; nested blocks defer to the outer.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if (previous is None or threading.current_thread() is not threading.main_thread()
+            or getattr(previous, "_defers", False)):  # None: a handler not set from Python, which we cannot restore
+        yield
+        return
+    caught = []
+
+    def hold(signum, frame):
+        caught.append(frame)
+    hold._defers = True
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, caught[0])
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
 def _atomic(path, write):
     """Write through a temporary file in the same folder, then rename: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; run folders are meant to be shared and read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with deferred_interrupt():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; run folders are meant to be shared and read
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def write_json(path, obj):

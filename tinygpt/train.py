@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import read_checkpoint, read_json, save_checkpoint, write_json
+from .checkpoint import deferred_interrupt, read_checkpoint, read_json, save_checkpoint, write_json
 from .data import load_dataset
 from .device import autocast_context, flush_denormals, keep_freed_memory, resolve_device
 from .model import GPT
@@ -209,15 +209,17 @@ def _evaluate_and_checkpoint(s, lr, train_seconds, steps, elapsed):
         raise TrainingDiverged(f"eval loss {losses} at iter {s.iter_num} is not finite; the last good checkpoint "
                                f"{s.ckpt_path} is intact. Lower learning_rate or check the data.")
     cfg, common = s.cfg, {"model_args": vars(s.cfg.model), "config": s.cfg.to_dict(), "vocab": s.data.itos}
-    if losses["val"] < s.best_val:
-        s.best_val = losses["val"]
-        save_checkpoint(s.out_dir / "best.pt", {"model": s.raw_model.state_dict(), "iter_num": s.iter_num,
-                                                "best_val_loss": s.best_val, **common})
-    save_checkpoint(s.ckpt_path, {"model": s.raw_model.state_dict(), "optimizer": s.optimizer.state_dict(),
-                                  "iter_num": s.iter_num, "best_val_loss": s.best_val, **common,
-                                  "history": s.history, "rng": [_rng_state(s.pending_state, s.device)],  # rank 0's
-                                  "scaler": s.scaler.state_dict()})
-    write_json(s.out_dir / "history.json", {"evals": s.history, "best_val_loss": s.best_val, "config": cfg.to_dict()})
+    with deferred_interrupt():  # Ctrl-C waits for the three files, so they always describe the same iteration
+        if losses["val"] < s.best_val:
+            s.best_val = losses["val"]
+            save_checkpoint(s.out_dir / "best.pt", {"model": s.raw_model.state_dict(), "iter_num": s.iter_num,
+                                                    "best_val_loss": s.best_val, **common})
+        save_checkpoint(s.ckpt_path, {"model": s.raw_model.state_dict(), "optimizer": s.optimizer.state_dict(),
+                                      "iter_num": s.iter_num, "best_val_loss": s.best_val, **common,
+                                      "history": s.history, "rng": [_rng_state(s.pending_state, s.device)],  # rank 0's
+                                      "scaler": s.scaler.state_dict()})
+        write_json(s.out_dir / "history.json",
+                   {"evals": s.history, "best_val_loss": s.best_val, "config": cfg.to_dict()})
     return losses["val"]
 
 
