@@ -12,15 +12,6 @@ Z_NOISE = 2.0  # a single-seed run further than this many baseline std from the 
 SAME_SPAN = 0.25  # spans within ±25% of each other are "about as long"
 
 
-def signed_effect(diff, verdict):
-    """The noun for a difference to the baseline in loss: an advantage only when the verdict says so."""
-    if verdict == "better":
-        return "advantage"
-    if verdict == "worse":
-        return "deficit"
-    return "no difference beyond seed noise" if verdict == "matches" else "no clear difference"
-
-
 def span_trend(first, last, tol=SAME_SPAN):
     """'shorter' / 'longer' / 'about as long' for the last layer's median span against the first's."""
     if first <= 0 or abs(last / first - 1) <= tol:
@@ -62,23 +53,47 @@ def gap_trend(early, late, tol=0.2):
     return "stays about the same"
 
 
-def gap_paragraph(gap, checkpoints=(500, 1000)):
-    """A paragraph that reads the figure of the difference to the baseline over training, tag by tag."""
+def _names(items):
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _side(row):
+    return "lies below zero" if row.hi < 0 else "lies above zero" if row.lo > 0 else "covers zero"
+
+
+def gap_paragraph(gap, checkpoints=(500,)):
+    """A paragraph that reads the figure of the difference to the baseline over training: the tags whose
+    difference moves the same way (gap_trend) and end on the same side of zero share one sentence."""
     if gap.empty:
         return "There are not enough seeds of each run to draw the difference over training."
-    parts = []
+    groups = {}
     for tag in dict.fromkeys(gap.tag):
         g = gap[gap.tag == tag]
         end = g.iloc[-1]
         marks = [c for c in checkpoints if c < end["iter"]] or [g["iter"].iloc[len(g) // 2]]  # short runs: mid-way
         early = gap_at(gap, tag, marks[0])
-        points = [gap_at(gap, tag, c) for c in marks] + [end]
-        said = ", ".join(f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] at iteration {int(r['iter']):,}"
-                         for r in dict((int(r["iter"]), r) for r in points).values())
-        side = "below" if end.hi < 0 else "above" if end.lo > 0 else "not clear of"
-        parts.append(f"**{tag}**: {said}; the difference {gap_trend(early, end)} between iteration "
-                     f"{int(early['iter']):,} and the end, where its interval is {side} zero.")
-    return " ".join(parts)
+        groups.setdefault((gap_trend(early, end), _side(end)), []).append((tag, early, end))
+    sentences = []
+    for (trend, side), rows in groups.items():
+        many = len(rows) > 1
+        start = ", ".join(f"{e['diff']:+.3f}" for _, e, _ in rows)
+        stop = ", ".join(f"{x['diff']:+.3f}" for _, _, x in rows)
+        its = "every interval" if many else "its interval"
+        sentences.append(
+            f"For {_names(f'**{t}**' for t, _, _ in rows)} the difference {trend} between iteration "
+            f"{int(rows[0][1]['iter']):,} and the end of training (from {start} to {stop} nats"
+            + (", in that order" if many else "") + f"); at the end {its} {side}.")
+    return " ".join(sentences)
+
+
+def summary_lines(table):
+    """Markdown bullets of a comparison: the baseline, then each variant's difference and verdict."""
+    base = table[table.tag == "baseline"].iloc[0]
+    lines = [f"- baseline: {base['mean']:.4f} ± {base['std']:.4f} (n={base.n}) best val loss (nats/char)"]
+    return lines + [f"- **{r.tag}**: {r['mean']:.4f} ± {r['std']:.4f} (n={r.n}), difference {r['diff']:+.4f} "
+                    f"[{r.ci_lo:+.4f}, {r.ci_hi:+.4f}] → **{r.verdict}**"
+                    for _, r in table.dropna(subset=["diff"]).iterrows()]
 
 
 def gate_correlation_line(mean_abs, gated="structure_gate", control="output_gate"):
@@ -206,18 +221,17 @@ def shape_table(table, knob_of, n_seeds=None):
     return runs, bl
 
 
-def comparison_table(table):
-    """A comparison table for display: the baseline's difference columns show '—' instead of NaN."""
-    out = table.copy()
-    for col in ("diff", "ci_lo", "ci_hi"):
-        if col in out:
-            out[col] = [("—" if pd.isna(v) else f"{v:+.4f}") for v in out[col]]
-    for col in ("mean", "std"):
-        if col in out:
-            out[col] = [("—" if pd.isna(v) else f"{v:.4f}") for v in out[col]]
-    if "verdict" in out:
-        out["verdict"] = out.verdict.fillna("— (reference)")
-    return out
+def comparison_table(table, metric_name="best val loss"):
+    """A comparison table for display, compact enough for the column at 800 px: one string per cell, the
+    baseline's difference columns as '—'."""
+    rows = []
+    for _, r in table.iterrows():
+        has = not pd.isna(r.get("diff"))
+        rows.append({"variant": r.tag, "n": r.n, metric_name: f"{r['mean']:.4f} ± {r['std']:.4f}",
+                     "difference [95%]": f"{r['diff']:+.4f} [{r.ci_lo:+.4f}, {r.ci_hi:+.4f}]" if has else "—",
+                     "p (Holm)": f"{r['p (Holm)']:.3f}" if has and "p (Holm)" in r else "—",
+                     "verdict": r.verdict if has else "(reference)"})
+    return pd.DataFrame(rows).set_index("variant")
 
 
 # ----------------------------------------------------------------------------- the original study beside ours
