@@ -183,7 +183,7 @@ display(Markdown(answer.fit_lines(fits, ORIGINAL_TOKENS)))
 # diamonds) and their final one (open diamonds).
 
 # %%
-g_pts, g_seeds = scales.scale_points(g_runs, g_table, g_final, ORIGINAL_TOKENS)
+g_pts, g_seeds = scales.scale_points(g_table, g_final, ORIGINAL_TOKENS, g_runs)
 fig, ax = plt.subplots(figsize=(plots.MAX_WIDTH - 0.2, 4.4))
 plots_regime.gap_by_tokens(budget_pts, regime.seed_gaps(budget_pts, reg, rmetric), ax, ORIGINAL_TOKENS,
                            g_pts, g_seeds, fits)
@@ -279,6 +279,7 @@ summary["h3"] = regime.plain({"verdict": h3, "fits": fits, "points": budget_pts.
                               "metric": rmetric, "gap_during_training": scales.gaps_at(gap_t, marks).to_dict(),
                               "cost_hours": reg.elapsed_s.sum() / 3600, "original_tokens": ORIGINAL_TOKENS,
                               "baseline_curve": curve, "context": ctx.to_dict("records"),
+                              "checkpoint_rule": {name: regime.metric_for(r) for name, r in scale_rows},
                               "context_change": change.to_dict("records")})
 
 # %% [markdown]

@@ -151,7 +151,8 @@ def attention_map(probs, ax=None, span=None, title="", tokens=None, vmax=None):
     im = ax.imshow(np.asarray(probs), cmap="magma", vmin=0, vmax=vmax, aspect="equal", interpolation="nearest")
     if span is not None:
         i = np.arange(T)
-        ax.plot(np.clip(i - np.asarray(span) + 1, 0, None), i, color="cyan", lw=1.2,
+        # thin and dashed, so the weights next to it stay visible
+        ax.plot(np.clip(i - np.asarray(span) + 1, 0, None), i, color="#7fdfff", lw=0.7, ls=(0, (3, 2)), alpha=0.8,
                 label="window edge (d = σ−1): keys left of it are beyond the span")
         ax.set_xlim(-0.5, T - 0.5)
         ax.set_ylim(T - 0.5, -0.5)
@@ -344,6 +345,7 @@ def cost_scatter(runs, bl, base, knob_colours, preset=""):
                         xytext=(-7 if i % 2 else 7, 0), textcoords="offset points", ha="right" if i % 2 else "left",
                         color=knob_colours[row.knob])
         ax.set(xlabel=xlabel, ylabel="best val loss (nats/char)")
+        ax.margins(x=0.12, y=0.08)  # room for the value labels at the edges (they were clipped)
     axes[0].set_xscale("log")
     axes[0].xaxis.set_minor_formatter(NullFormatter())  # 2×10⁴, 3×10⁴, ... labels collide
     axes[0].set_title("best val loss vs parameter count")

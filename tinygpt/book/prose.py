@@ -54,7 +54,10 @@ def gap_trend(early, late, tol=0.2):
 
 
 def _names(items):
+    """"a", "a and b", "a, b and c"; "" for none."""
     items = list(items)
+    if not items:
+        return ""
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
@@ -237,9 +240,10 @@ def comparison_table(table, metric_name="best val loss"):
 # ----------------------------------------------------------------------------- the original study beside ours
 
 # What the original study reported (the design notes' variants.md, from ../shared/seed.md), at nanoGPT's
-# shakespeare_char configuration; and the scales of the two studies.
+# shakespeare_char configuration; and the scales of the studies. One value for the original's baseline: nanoGPT's
+# README for that configuration (conclusions.ORIGINAL_BASELINE).
 ORIGINAL = {
-    "baseline": "about 1.455–1.47 (nanoGPT's README: 1.4697)",
+    "baseline": "1.4697 (nanoGPT's README)",
     "soft_window": "1.4571 (after 1,500 iterations, then over-fits)",
     "hard_window": "\"similar\" to the baseline",
     "key_importance": "described, not kept (\"unnecessary\")",
@@ -252,22 +256,37 @@ SCALE_ROWS = [("layers × heads, width", "6 × 6, 384"), ("context", "256 charac
               ("seeds", "1 per model")]
 
 
-def original_vs_ours(table, cfg, n_base, n_var):
-    """Markdown table: the original's scale and reported numbers beside ours (cfg: tinygpt.make_config(preset);
-    table: the comparison with the baseline, e.g. summary.json's)."""
-    t = table.set_index("tag")
+def _scale_column(cfg, table):
     m = cfg.model
     tokens = cfg.max_iters * cfg.batch_size * m.block_size
-    ours = [f"{m.n_layer} × {m.n_head}, {m.n_embd}", f"{m.block_size} characters",
+    n = table.set_index("tag").n
+    n_var = sorted({int(x) for t, x in n.items() if t != "baseline"})
+    return [f"{m.n_layer} × {m.n_head}, {m.n_embd}", f"{m.block_size} characters",
             f"{cfg.max_iters:,} iterations × {cfg.batch_size * m.block_size:,} tokens ≈ {tokens / 1e6:.1f} M tokens",
-            f"{m.dropout:g}", f"{n_base} for the baseline, {n_var} per variant"]
-    lines = ["| | the original study | this book |", "| --- | --- | --- |"]
-    lines += [f"| {name} | {orig} | {mine} |" for (name, orig), mine in zip(SCALE_ROWS, ours)]
+            f"{m.dropout:g}", f"{int(n['baseline'])} for the baseline, {'–'.join(map(str, n_var))} per variant"]
+
+
+def _cell(t, tag):
+    if tag not in t.index:
+        return "not measured yet"
+    r = t.loc[tag]
+    diff = "" if pd.isna(r.get("diff")) else f" ({r['diff']:+.3f}, {r.verdict})"
+    return f"{r['mean']:.3f} ± {r['std']:.3f}{diff}".replace("-", "−")
+
+
+def original_vs_ours(scales):
+    """Markdown table: the original's scale and reported numbers beside the book's at each scale.
+
+    scales: {column title: (tinygpt.make_config(preset), comparison table)}, e.g. summary.json's tables.
+    """
+    cols = list(scales)
+    lines = ["| | the original study | " + " | ".join(cols) + " |", "| --- | --- | " + " | ".join("---" for _ in cols)
+             + " |"]
+    ours = [_scale_column(cfg, table) for cfg, table in scales.values()]
+    lines += [f"| {name} | {orig} | " + " | ".join(col[i] for col in ours) + " |"
+              for i, (name, orig) in enumerate(SCALE_ROWS)]
+    tables = [table.set_index("tag") for _, table in scales.values()]
     for tag, orig in ORIGINAL.items():
-        if tag not in t.index:
-            continue
-        r = t.loc[tag]
-        diff = "" if pd.isna(r.get("diff")) else f" ({r['diff']:+.3f}, {r.verdict})".replace("-", "−")
         label = "baseline's best val loss" if tag == "baseline" else tag
-        lines.append(f"| {label} | {orig} | {r['mean']:.3f} ± {r['std']:.3f}{diff} |")
+        lines.append(f"| {label} | {orig} | " + " | ".join(_cell(t, tag) for t in tables) + " |")
     return "\n".join(lines)

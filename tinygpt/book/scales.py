@@ -170,17 +170,73 @@ def reference_root(root=None):
     return here if any((here / REFERENCE).glob("*/seed*/metrics.json")) else repo_root() / "results"
 
 
-def scale_points(runs, table, final, tokens):
+def scale_points(table, final, tokens, runs=None):
     """A scale's comparisons as points on the tokens-seen axis: (points, seeds) with a `checkpoint` column,
-    "best" from `table` and "final" from `final` (scale_comparison's), each seed's difference beside them."""
+    "best" from `table` and "final" from `final` (scale_comparison's); with `runs`, each seed's difference."""
     import pandas as pd
 
     pts, seeds = [], []
     for kind, t, metric in (("best", table, "val_loss_full"), ("final", final, "final_val_loss_full")):
-        base = runs[runs.tag == "baseline"][metric].mean()
+        base = None if runs is None else runs[runs.tag == "baseline"][metric].mean()
         for r in t.dropna(subset=["diff"]).itertuples():
             pts.append({"variant": r.tag, "tokens": tokens, "diff": r.diff, "lo": r.ci_lo, "hi": r.ci_hi,
                         "checkpoint": kind})
-            seeds += [{"variant": r.tag, "tokens": tokens, "diff": x - base, "checkpoint": kind}
-                      for x in runs[runs.tag == r.tag][metric]]
-    return pd.DataFrame(pts), pd.DataFrame(seeds)
+            if runs is not None:
+                seeds += [{"variant": r.tag, "tokens": tokens, "diff": x - base, "checkpoint": kind}
+                          for x in runs[runs.tag == r.tag][metric]]
+    return pd.DataFrame(pts), pd.DataFrame(seeds, columns=["variant", "tokens", "diff", "checkpoint"])
+
+
+# ----------------------------------------------------------------------------- the site's provenance box
+
+RUN_GROUPS = (("the main comparisons (baseline, variants, controls, shapes)", lambda tag: "+" not in tag),
+              ("the regime experiment (longer budgets, longer context)", lambda tag: "+iters" in tag or "+ctx" in tag),
+              ("the data-size experiment", lambda tag: "+frac" in tag or "+complete" in tag))
+
+
+def run_groups(preset, root=None):
+    """Per group of runs at a preset: how many finished and how many minutes of training they recorded."""
+    from .results import load_runs
+
+    runs = load_runs(preset, root)
+    rows = []
+    for name, belongs in RUN_GROUPS:
+        g = runs[[belongs(t) for t in runs.tag]] if len(runs) else runs
+        if len(g):
+            rows.append({"group": name, "runs": len(g), "minutes": float(g.elapsed_s.sum() / 60)})
+    return rows
+
+
+def provenance_markdown(book_dir, root=None):
+    """The site's provenance box, from the run logs of each scale's pages and the runs' own metrics files:
+    which preset, machine and software produced the pages, when they were executed, and every run behind them."""
+    import json
+
+    from ..presets import PRESETS
+
+    book_dir = Path(book_dir)
+    folders = [("", book_dir)] + [(p.name, p) for p in sorted(book_dir.iterdir()) if p.is_dir() and p.name in PRESETS]
+    lines = []
+    for name, folder in folders:
+        try:
+            log = json.loads((folder / "_run_log.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        pages = log.get("notebooks", {})
+        preset = log.get("preset") or name
+        if not pages:
+            continue
+        dates = sorted(p["started_at"][:10] for p in pages.values() if p.get("started_at"))
+        first = next(iter(pages.values()))
+        when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+        lines.append(f"- **{len(pages)} pages at the {preset} preset** ({describe(preset)}): executed {when} on "
+                     f"{first.get('device')}, torch {first.get('torch')}, Python {first.get('python')}, by "
+                     f"`tinygpt book run --preset {preset}`" + (f" (in `book/{name}/`)" if name else "") + ".")
+        groups = run_groups(preset, root)
+        if groups:
+            total = sum(g["minutes"] for g in groups)
+            lines.append(f"  Behind them, {sum(g['runs'] for g in groups)} runs and {total:,.0f} minutes of training "
+                         "(each run's own record, `results/" + preset + "/*/seed*/metrics.json`): "
+                         + "; ".join(f"{g['group']}: {g['runs']} runs, {g['minutes']:,.0f} min" for g in groups)
+                         + ".")
+    return "\n".join(lines) or "No executed pages yet: `tinygpt book run`."

@@ -57,6 +57,7 @@ def setup(app):
     """Sphinx entry point: math as MathML when latex2mathml is installed (else MathJax, online); a favicon."""
     app.connect("html-page-context", _favicon)
     app.connect("doctree-read", _provenance_box)
+    app.connect("config-inited", _provenance_substitution)
     try:
         import latex2mathml.converter  # noqa: F401
     except ImportError:
@@ -122,3 +123,13 @@ def _provenance_box(app, doctree):
         para += nodes.Text(".")
         box += para
     section.insert(1, box)
+
+
+def _provenance_substitution(app, config):
+    """{{ provenance }} in the book's pages: the site's provenance, from the run logs and the runs' metrics files
+    as they are at build time (scales.provenance_markdown), so the box never goes stale."""
+    from .scales import provenance_markdown
+
+    subs = dict(getattr(config, "myst_substitutions", None) or {})
+    subs["provenance"] = provenance_markdown(app.srcdir)
+    config.myst_substitutions = subs
