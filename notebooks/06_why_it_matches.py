@@ -45,6 +45,8 @@
 # over-fits (the best pick then only adds noise), and the best where runs over-fit (section 2.6).
 
 # %% tags=["hide-input"]
+import math
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
@@ -117,9 +119,11 @@ display(prose.comparison_table(table))
 fig, ax = plt.subplots(figsize=(7.6, 0.45 * len(table) + 1.8))
 plots.differences(table, ax, runs=runs)
 plt.show()
-plots.caption("6.1", f"Each variant's best validation loss minus the baseline's at the {preset} preset, with its "
-              "95% Welch interval and each seed (small dots); the verdict is in brackets. The shaded band is how "
-              "narrow an interval must be to count as 'matches'.")
+
+# %% [markdown]
+# **Figure 6.1.** Each variant's best validation loss minus the baseline's at this page's preset, with its 95%
+# Welch interval and each seed (small dots); the verdict is in brackets. The shaded band is how narrow an
+# interval must be to count as 'matches'.
 
 # %% [markdown]
 # At the gpu preset, the original's scale, the measured runs (2 seeds each) compared the same way, with
@@ -144,8 +148,12 @@ gap_t = regime.gap_over_training(load_histories(runs[runs.tag.isin(["baseline"] 
 fig, ax = plt.subplots(figsize=(6.6, 3.4))
 plots.gap_over_training(gap_t, ax)
 plt.show()
-plots.caption("6.2", f"The recency-biased variants minus the baseline at every evaluation at the {preset} preset "
-              "(mean over seeds, 95% Welch band); below zero is better.")
+
+# %% [markdown]
+# **Figure 6.2.** The recency-biased variants minus the baseline at every evaluation at this page's preset (mean
+# over seeds, 95% Welch band); below zero is better.
+
+# %% tags=["hide-input"]
 marks = sorted({int(i) for i in gap_t["iter"]} & {cfg.max_iters // 4, cfg.max_iters // 2, cfg.max_iters})
 display(scales.gaps_at(gap_t, marks).round(3))
 display(Markdown(prose.gap_paragraph(gap_t, checkpoints=marks[:1]) + " A gap that shrinks within one run could "
@@ -169,9 +177,9 @@ rmetric = regime.metric_for(reg)
 print(f"compared by {regime.METRIC_WORDS[rmetric]}")
 budget_pts = regime.by_budget(reg, rmetric)
 fits, h3 = hypotheses.h3_fits(budget_pts, ORIGINAL_TOKENS)
-display(budget_pts.assign(**{"tokens (M)": budget_pts.tokens / 1e6, "seeds": budget_pts.n.astype(str) + " / "
-                            + budget_pts.n_base.astype(str)})[["variant", "budget", "tokens (M)", "seeds", "diff",
-                                                                 "lo", "hi", "p (Holm)", "verdict"]].round(4))
+display(budget_pts.assign(**{"tokens (M)": budget_pts.tokens / 1e6, "difference [95%]": prose.interval(budget_pts),
+                            "seeds": budget_pts.n.astype(str) + " / " + budget_pts.n_base.astype(str)})
+        [["variant", "budget", "tokens (M)", "seeds", "difference [95%]", "p (Holm)", "verdict"]].round(3))
 display(Markdown(answer.fit_lines(fits, ORIGINAL_TOKENS)))
 
 # %% [markdown]
@@ -188,12 +196,16 @@ fig, ax = plt.subplots(figsize=(plots.MAX_WIDTH - 0.2, 4.4))
 plots_regime.gap_by_tokens(budget_pts, regime.seed_gaps(budget_pts, reg, rmetric), ax, ORIGINAL_TOKENS,
                            g_pts, g_seeds, fits)
 plt.show()
-plots.caption("6.3", "Each variant minus the baseline of the same budget against the tokens seen, 95% Welch "
-              "intervals, single seeds as dots. Circles: the cpu preset's budgets (a 4-layer model, context 64); "
-              "dashed: their fitted lines, extrapolated; diamonds: the gpu scale (the original's model), best "
-              "checkpoint filled, final checkpoint open. The dotted line is the original's 82 M tokens.")
+
+# %% [markdown]
+# **Figure 6.3.** Each variant minus the baseline of the same budget against the tokens seen, 95% Welch
+# intervals, single seeds as dots. Circles: the cpu preset's budgets (a 4-layer model, context 64); dashed:
+# their fitted lines, extrapolated; diamonds: the gpu scale (the original's model), best checkpoint filled,
+# final checkpoint open. The dotted line is the original's 82 M tokens.
+
+# %%
 prediction = scales.prediction_check(fits, g_final, g_table)
-display(prediction.set_index("variant").round(3))
+display(scales.prediction_table(prediction))
 
 # %% tags=["hide-input"]
 display(Markdown(answer.prediction_paragraph(prediction, g_table, g_final)))
@@ -208,17 +220,23 @@ g_gap = regime.gap_over_training(g_hist)
 fig, ax = plt.subplots(figsize=(6.6, 3.4))
 plots.gap_over_training(g_gap, ax, title="difference to the baseline during training (gpu scale)")
 plt.show()
-plots.caption("6.4", "At the gpu scale, each variant's periodic validation estimate minus the baseline's, mean over "
-              "2 seeds with its 95% Welch band (wide: two seeds).")
+
+# %% [markdown]
+# **Figure 6.4.** At the gpu scale, each variant's periodic validation estimate minus the baseline's, mean over
+# 2 seeds with its 95% Welch band (wide: two seeds).
+
+# %%
 g_train = regime.gap_over_training(g_hist, split="train_loss")
 closed = scales.head_start(g_gap)
 display(pd.concat({"val": scales.gaps_at(g_gap, [250, 500, 1000, 1500, 2000, 5000]),
                    "train": scales.gaps_at(g_train, [250, 500, 1000, 1500, 2000, 5000])}).round(3))
 plots_regime.train_and_val(g_hist, ["baseline", "soft_window", "alibi"], "over-fitting at the gpu scale")
 plt.show()
-plots.caption("6.5", "At the gpu scale, validation (top) and training (bottom) loss of the baseline and the two "
-              "variants: mean over 2 seeds and their range. The validation loss turns up after about 2,000 "
-              "iterations while the training loss keeps falling.")
+
+# %% [markdown]
+# **Figure 6.5.** At the gpu scale, validation (top) and training (bottom) loss of the baseline and the two
+# variants: mean over 2 seeds and their range. Each validation curve turns up after its best iteration (the
+# table of section 1) while its training curve keeps falling.
 
 # %% tags=["hide-input"]
 display(Markdown(answer.head_start_paragraph(closed, g_table, g_train)))
@@ -236,8 +254,12 @@ fig, ax = plt.subplots(figsize=(6.4, 3.4))
 plots.train_val_curves(h_long.assign(tag="baseline"), "baseline", ax,
                        title=f"baseline at {curve['budget']:g}× the preset's iterations (cpu)")
 plt.show()
-plots.caption("6.6", "The cpu baseline's training (dashed) and validation (solid) estimates at the longest budget; "
-              "bands span the seeds.")
+
+# %% [markdown]
+# **Figure 6.6.** The cpu baseline's training (dashed) and validation (solid) estimates at the longest budget;
+# bands span the seeds.
+
+# %% tags=["hide-input"]
 display(Markdown(answer.baseline_curve_line(curve)))
 
 # %% [markdown]
@@ -271,10 +293,8 @@ if len(change):
 # the final checkpoint measures over-fitting, which is not the question.
 
 # %% tags=["hide-input"]
-scale_rows = [("cpu regime", reg), ("gpu", g_runs)]
-display(pd.DataFrame([{"scale": name, "runs": len(r), "final − best: mean": (r.final_val_loss_full
-                       - r.val_loss_full).mean(), "max": (r.final_val_loss_full - r.val_loss_full).max(),
-                       "compared by": regime.metric_for(r)} for name, r in scale_rows]).round(4).set_index("scale"))
+scale_rows = [(f"{preset} regime", reg), ("gpu", g_runs)]
+display(regime.checkpoint_table(scale_rows))
 summary["h3"] = regime.plain({"verdict": h3, "fits": fits, "points": budget_pts.to_dict("records"),
                               "metric": rmetric, "gap_during_training": scales.gaps_at(gap_t, marks).to_dict(),
                               "cost_hours": reg.elapsed_s.sum() / 3600, "original_tokens": ORIGINAL_TOKENS,
@@ -308,8 +328,12 @@ probe_df = probes.probe_table(cap_base, cap_random, window_caps)
 r2 = probe_df.groupby(["target", "stat", "features", "layer"]).r2.mean().reset_index()
 plots_regime.probe_r2(r2)
 plt.show()
-plots.caption("6.9", "Held-out R² of linear probes per layer: the attention structure (three panels) and the window "
-              "models' learned log spans (last panel), from the baseline's stream and from each control.")
+
+# %% [markdown]
+# **Figure 6.9.** Held-out R² of linear probes per layer: the attention structure (three panels) and the window
+# models' learned log spans (last panel), from the baseline's stream and from each control.
+
+# %%
 means = probe_df.groupby(["target", "features"]).r2.mean().unstack()
 probe_means = {"structure": means.loc["structure"], "spans": means.loc[[i for i in means.index if "span" in i]].mean()}
 regimes = {**hypotheses.verdicts_by_budget(table, budget_pts),
@@ -340,31 +364,35 @@ summary["h1"] = {**h1, "structure": probe_means["structure"].to_dict(), "spans":
 candidates = table.dropna(subset=["diff"]).query("tag in @tinygpt.VARIANTS").sort_values("diff").tag.head(2).tolist()
 size_runs = study.data_size_runs(preset, ["baseline"] + candidates, data_seeds)
 ensure_runs(size_runs, jobs=jobs, retrain=retrain, root=root, device=device)
-sizes = pd.concat([load_runs(preset, root, tags={r.name for r in size_runs}),
-                   runs[runs.tag.isin(["baseline"] + candidates)].assign(tag=lambda d: d.tag + "+frac1")])
-sizes["model"], sizes["size"] = zip(*[t.split("+") for t in sizes.tag])
-complete = load_dataset("shakespeare_complete")
-train_tokens = {"frac0.25": 0.25 * data.train_tokens, "frac0.5": 0.5 * data.train_tokens,
-                "frac1": data.train_tokens, "complete": complete.train_tokens}
+sizes, train_tokens = hypotheses.data_size_runs(load_runs(preset, root, tags={r.name for r in size_runs}), runs,
+                                                candidates, data, load_dataset("shakespeare_complete"))
 size_table = hypotheses.data_size_table(sizes, candidates, train_tokens, scales.tokens_seen(cfg))
 more = hypotheses.more_text(sizes, candidates)
-doublings = float(torch.log2(torch.tensor(complete.train_tokens / data.train_tokens)))
+doublings = math.log2(train_tokens["complete"] / train_tokens["frac1"])
 h2 = hypotheses.h2_verdict(more, doublings)
-display(size_table[["variant", "size", "train_tokens", "passes", "n", "diff", "lo", "hi", "verdict"]].round(4))
-display(more.round(4))
+display(hypotheses.size_display(size_table))
+display(more.assign(**{"change [95%]": prose.interval(more, "change")}).set_index("variant").round(4))
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.8, 3.8))
 plots_regime.data_size(size_table, ax)
 plt.show()
-plots.caption("6.10", "The two variants closest to an improvement minus the baseline trained on the same text, "
-              "against the size of the training text at a fixed number of iterations (95% Welch). The complete "
-              "works are validated on held-out works, the splits on tiny Shakespeare's validation text.")
+
+# %% [markdown]
+# **Figure 6.10.** The two variants closest to an improvement minus the baseline trained on the same text,
+# against the size of the training text at a fixed number of iterations (95% Welch). The complete works are
+# validated on held-out works, the splits on tiny Shakespeare's validation text.
+
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.8, 4.0))
 plots_regime.passes(size_table, budget_pts, data.train_tokens, ax)
 plt.show()
-plots.caption("6.11", "Both experiments against passes over the training text: circles vary the text at a fixed "
-              "budget, squares the budget on the same text (95% Welch).")
+
+# %% [markdown]
+# **Figure 6.11.** Both experiments against passes over the training text: circles vary the text at a fixed
+# budget, squares the budget on the same text (95% Welch).
+
+# %% tags=["hide-input"]
 slopes = hypotheses.h2_slopes(size_table)
 display(Markdown(answer.h2_paragraph(h2, more, slopes, doublings)))
 summary["h2"] = {"verdict": h2, "candidates": candidates, "points": size_table.to_dict("records"),
@@ -390,16 +418,16 @@ if worse:
 display(Markdown(prose.placement_line(table)))
 gate_caps = {tag: tinygpt.capture(load_run_model(path(tag)), analysis.gate_batch(data, T))
              for tag in ("structure_gate", "output_gate")}
-gates = pd.DataFrame([{"variant": tag, **analysis.gate_range(analysis.per_head(cap, "gate")),
-                       "std of log2(g/median)": analysis.gate_spread(cap).std()} for tag, cap in gate_caps.items()])
+gates = analysis.gate_table(gate_caps)
 display(gates.set_index("variant").round(3))
 fig, ax = plt.subplots(figsize=(6.4, 3.4))
-for tag, cap in gate_caps.items():
-    ax.hist(analysis.gate_spread(cap), bins=60, alpha=0.6, label=tag, density=True, color=plots.style(tag)["color"])
-ax.set(xlabel="log₂(gate / median gate)", ylabel="density", title="how far the gates move the heads (seed 0)")
-plots.legend_beside(ax)
+plots_regime.gate_spread(gate_caps, ax)
 plt.show()
-plots.caption("6.13", "Distribution over heads and tokens of each gate relative to its median, on chapter 3's batch.")
+
+# %% [markdown]
+# **Figure 6.13.** Distribution over heads and tokens of each gate relative to its median, on chapter 3's batch.
+
+# %% tags=["hide-input"]
 spans_rho = analysis.span_vs_nearest(window_caps["hard_window"], cap_base, T // 2)
 display(Markdown("Hard-window spans against the baseline's nearest look-back, per layer (Spearman ρ over tokens in the "
                  "second half of the context): " + ", ".join(f"{r:+.2f}" for r in spans_rho["spearman rho"]) + "."))

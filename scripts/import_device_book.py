@@ -84,7 +84,7 @@ def main(argv=None):
         roots = unpack(args.sources, Path(tmp))
         conflicts, copied = [], []
         for root in roots:
-            for preset, rel, f in run_files(root):
+            for _preset, rel, f in run_files(root):
                 dest = repo / "results" / rel
                 if dest.exists() and dest.read_bytes() != f.read_bytes() and not args.overwrite:
                     conflicts.append(dest)

@@ -112,3 +112,11 @@ def span_vs_nearest(window_cap, base_cap, min_pos):
         rows.append({"layer": layer, "spearman rho": rho, "median span (tokens)": np.median(span),
                      "baseline: median nearest distance (tokens)": np.median(near)})
     return pd.DataFrame(rows)
+
+
+def gate_table(caps):
+    """Per gated model {tag: capture}: the range of its gates and how far they spread around their median."""
+    import pandas as pd
+    return pd.DataFrame([{"variant": tag, **gate_range(per_head(cap, "gate")),
+                          "std of log2(g/median)": gate_spread(cap).std()} for tag, cap in caps.items()])
+

@@ -102,6 +102,24 @@ def h1_verdict(means, regime_verdicts):
 H2_TOL = 0.005  # nats per doubling of text: a benefit smaller than this is none worth the name
 
 
+def data_size_runs(size_runs, runs, candidates, data, complete):
+    """The data-size runs with the full split's (the main runs, as "+frac1"), each tagged with `model` and `size`;
+    and the training tokens of each size. data, complete: tiny Shakespeare's and the complete works' datasets."""
+    full = runs[runs.tag.isin(["baseline", *candidates])].assign(tag=lambda d: d.tag + "+frac1")
+    sizes = pd.concat([size_runs, full], ignore_index=True)
+    sizes["model"], sizes["size"] = zip(*[t.split("+") for t in sizes.tag])
+    train_tokens = {"frac0.25": 0.25 * data.train_tokens, "frac0.5": 0.5 * data.train_tokens,
+                    "frac1": data.train_tokens, "complete": complete.train_tokens}
+    return sizes, train_tokens
+
+
+def size_display(table):
+    """data_size_table for display, narrow enough for the column."""
+    from .prose import interval
+    return table.assign(**{"training tokens (M)": table.train_tokens / 1e6, "difference [95%]": interval(table)})[
+        ["variant", "size", "training tokens (M)", "passes", "n", "difference [95%]", "verdict"]].round(3)
+
+
 def data_size_table(sizes, candidates, train_tokens, tokens_seen, metric="val_loss_full"):
     """Per candidate and data size: its difference to the baseline trained on the same text (Welch).
 

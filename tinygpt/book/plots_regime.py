@@ -164,3 +164,14 @@ def passes(sizes, budgets, train_tokens, ax):
            ylabel="val loss − baseline's (nats/char)", title="the variants' advantage against passes over the text")
     figure_legend(ax.figure, ax, ncols=2)
     return ax
+
+
+def gate_spread(caps, ax):
+    """Histogram over heads and tokens of each gate relative to its median (log₂), one colour per variant."""
+    from .analysis import gate_spread as spread
+    for tag, cap in caps.items():
+        ax.hist(spread(cap), bins=60, alpha=0.6, label=tag, density=True, color=style(tag)["color"])
+    ax.set(xlabel="log₂(gate / median gate)", ylabel="density", title="how far the gates move the heads (seed 0)")
+    legend_beside(ax)
+    return ax
+

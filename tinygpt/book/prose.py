@@ -224,6 +224,11 @@ def shape_table(table, knob_of, n_seeds=None):
     return runs, bl
 
 
+def interval(df, diff="diff", lo="lo", hi="hi", digits=4):
+    """A difference and its interval as one string per row, "−0.0060 [−0.0375, +0.0255]": tables stay narrow."""
+    return [f"{d:+.{digits}f} [{a:+.{digits}f}, {b:+.{digits}f}]" for d, a, b in zip(df[diff], df[lo], df[hi])]
+
+
 def comparison_table(table, metric_name="best val loss"):
     """A comparison table for display, compact enough for the column at 800 px: one string per cell, the
     baseline's difference columns as '—'."""

@@ -243,3 +243,14 @@ def baseline_curve(regime):
     return h, {"budget": float(longest.budget.iloc[0]), "best_iter": int(v.idxmin()), "rise": rise,
                "generalisation_gap": float(v.iloc[-1] - t.iloc[-1]), "overfits": rise > OVERFIT_NATS}
 
+
+def checkpoint_table(scales):
+    """Per (name, runs): how far the final checkpoint's whole-split loss lies above the best's, and which
+    checkpoint metric_for therefore compares (chapter 6, section 2.6)."""
+    rows = []
+    for name, r in scales:
+        rise = r.final_val_loss_full - r.val_loss_full
+        rows.append({"scale": name, "runs": len(r), "final − best: mean": rise.mean(), "max": rise.max(),
+                     "compared by": metric_for(r)})
+    return pd.DataFrame(rows).round(4).set_index("scale")
+

@@ -151,8 +151,9 @@ def prediction_check(fits, final, best):
     for v, fit in fits.items():
         if v not in f.index:
             continue
+        power = fit.get("power")
         rows.append({"variant": v, "predicted (line)": fit["pred"], "lo": fit["pred_lo"], "hi": fit["pred_hi"],
-                     "predicted (power law)": (fit.get("power") or {}).get("pred"),
+                     "predicted (power law)": power["pred"] if power and power["alpha"] > 0 else float("nan"),
                      "measured: final": f.loc[v, "diff"], "final lo": f.loc[v, "ci_lo"],
                      "final hi": f.loc[v, "ci_hi"], "measured: best": b.loc[v, "diff"]})
     out = pd.DataFrame(rows)
@@ -240,3 +241,17 @@ def provenance_markdown(book_dir, root=None):
                          + "; ".join(f"{g['group']}: {g['runs']} runs, {g['minutes']:,.0f} min" for g in groups)
                          + ".")
     return "\n".join(lines) or "No executed pages yet: `tinygpt book run`."
+
+
+def prediction_table(prediction):
+    """prediction_check's rows as a table narrow enough for the column: each value with its interval in one cell."""
+    import pandas as pd
+
+    from .prose import interval
+
+    return pd.DataFrame({
+        "variant": prediction.variant,
+        "predicted: line [95%]": interval(prediction, "predicted (line)", digits=3),
+        "predicted: power law": pd.to_numeric(prediction["predicted (power law)"]).round(3),
+        "measured: final [95%]": interval(prediction, "measured: final", "final lo", "final hi", digits=3),
+        "measured: best": prediction["measured: best"].round(3)}).set_index("variant")
