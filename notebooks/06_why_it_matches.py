@@ -26,6 +26,7 @@
 #
 # At this book's cpu preset (4 layers, about 1.5 M tokens seen) some variants *are* better than the
 # baseline (section 1). So the question becomes *when* they match it, and a third hypothesis joins the two:
+#
 # 3. **the regime**: a window or a distance penalty is a recency prior that speeds early learning; the
 #    baseline learns the same preference with enough training, so the advantage fades.
 #
@@ -156,9 +157,9 @@ plt.show()
 # %% tags=["hide-input"]
 marks = sorted({int(i) for i in gap_t["iter"]} & {cfg.max_iters // 4, cfg.max_iters // 2, cfg.max_iters})
 display(scales.gaps_at(gap_t, marks).round(3))
-display(Markdown(prose.gap_paragraph(gap_t, checkpoints=marks[:1]) + " A gap that shrinks within one run could "
-                 "also be the learning-rate schedule (every run ends at the same small rate); the next experiment "
-                 "gives each budget its own complete schedule."))
+display(Markdown("Chapters 2–4 read these gaps in words. A gap that shrinks within one run could also be the "
+                 "learning-rate schedule (every run ends at the same small rate); the next experiment gives each "
+                 "budget its own complete schedule."))
 
 # %% [markdown]
 # ### 2.2 Longer training, at the cpu preset
@@ -429,8 +430,7 @@ plt.show()
 
 # %% tags=["hide-input"]
 spans_rho = analysis.span_vs_nearest(window_caps["hard_window"], cap_base, T // 2)
-display(Markdown("Hard-window spans against the baseline's nearest look-back, per layer (Spearman ρ over tokens in the "
-                 "second half of the context): " + ", ".join(f"{r:+.2f}" for r in spans_rho["spearman rho"]) + "."))
+display(Markdown(answer.spans_line(spans_rho)))
 summary["ablations"] = {"structure_mlp": t.loc[["structure_mlp", "structure_mlp_prenorm"],
                                                ["mean", "std", "diff", "ci_lo", "ci_hi"]].T.to_dict(),
                         "gates": gates.to_dict("records"), "spans": spans_rho.to_dict("records")}

@@ -46,11 +46,6 @@ def style(tag):
     return dict(STYLE.get(base, _FALLBACK))
 
 
-def style_maps(tags):
-    """(colors, markers) dicts for functions that take them, e.g. regime.plot_gap_by_tokens(..., *style_maps(tags))."""
-    return {t: style(t)["color"] for t in tags}, {t: style(t)["marker"] for t in tags}
-
-
 def setup():
     sns.set_theme(context="notebook", style="whitegrid")
     plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.autolayout": True})

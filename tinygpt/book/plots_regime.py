@@ -45,7 +45,7 @@ def gap_by_tokens(points, seeds, ax, target=None, gpu=None, gpu_seeds=None, fits
         ax.axvline(target, color="0.6", ls=":", lw=1)
     ax.set_xscale("log", base=2)
     ax.set(xlabel="tokens seen in training (log₂ scale)", ylabel="val loss − baseline's (nats/char)",
-           title="the variants' advantage against the tokens seen, at both scales")
+           title="the advantage against the tokens seen, at both scales")
     handles = [Line2D([], [], color=style(v)["color"], marker=style(v)["marker"], label=v) for v in variants]
     handles += [Line2D([], [], color="0.3", marker="o", ls="", label="cpu preset: final checkpoint"),
                 Line2D([], [], color="0.3", ls="--", label="cpu fit, extrapolated"),
@@ -128,7 +128,7 @@ def probe_r2(r2, title="linear probes from the baseline's residual stream (mean 
 SIZE_LABELS = {"frac0.25": "¼ split", "frac0.5": "½ split", "frac1": "full split", "complete": "complete works"}
 
 
-def data_size(points, ax=None, title="difference to the baseline by size of the training text"):
+def data_size(points, ax=None, title="difference to the baseline by training text"):
     """points: rows (variant, size, train_tokens, diff, lo, hi); one tick per data size, named."""
     ax = ax or plt.gca()
     for v in dict.fromkeys(points.variant):

@@ -247,3 +247,15 @@ def fit_lines(fits, original_tokens):
                    f"extrapolated to {original_tokens / 1e6:.0f} M tokens: {f['pred']:+.3f} "
                    f"[{f['pred_lo']:+.3f}, {f['pred_hi']:+.3f}]{power} → hypothesis 3 **{f['h3']}** for {v}.")
     return "\n".join(out)
+
+
+def spans_line(rho):
+    """Whether the hard window's spans shrink where the baseline looks near: Spearman ρ per layer, in words."""
+    r = rho["spearman rho"]
+    strong = r.abs().max()
+    said = ", ".join(f"{x:+.2f}" for x in r)
+    return (f"Hard-window spans against the baseline's nearest look-back, per layer (Spearman ρ over tokens in the "
+            f"second half of the context): {said}. "
+            + ("No layer's ρ reaches 0.5 in size: the spans a window model picks follow where the baseline looks only "
+               "weakly." if strong < 0.5 else "In some layer the spans follow where the baseline looks closely."))
+
