@@ -54,6 +54,10 @@ def add_parser(subparsers, handler):
     r.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
                    help="with --executor ray: GPUs each run reserves; 0.25 packs four runs per GPU (default: 1 where "
                         "the cluster has GPUs, else 0)")
+    r.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                   help="seconds any one cell may run before its notebook fails, naming the cell (default: the "
+                        "preset's, far above its longest cell: smoke 900, cpu and gpu 43200). A kernel that stops "
+                        "answering is found within minutes regardless, and its notebook run once more")
     r.add_argument("--kernel", metavar="NAME",
                    help="Jupyter kernel to execute with (default: each notebook's own kernelspec, else python3)")
     r.add_argument("--out-dir", metavar="DIR",
@@ -92,7 +96,7 @@ def main(args):
         return run(args.preset, select=args.notebooks, jobs=args.jobs, kernel=args.kernel,
                    overrides=parse_sets(args.set), notebooks_dir=args.notebooks_dir, out_dir=args.out_dir,
                    progress=not args.no_progress, log_output=args.log_output, executor=args.executor,
-                   gpus_per_run=args.gpus_per_run)
+                   gpus_per_run=args.gpus_per_run, cell_timeout=args.cell_timeout)
     if args.book_command == "build":
         return build(args.book_dir, all_pages=args.all_pages, strict=args.strict, quiet=args.quiet)
     raise ValueError(f"unknown book command {args.book_command!r}")
