@@ -31,7 +31,7 @@ def _gpus(text):
     except ValueError:
         value = float("nan")
     if not value >= 0 or value == float("inf"):
-        raise ValueError("must be a number ≥ 0 (0.25 packs four runs on a GPU)")
+        raise ValueError("must be a number ≥ 0")
     return value
 
 
@@ -64,14 +64,16 @@ def _preset(text):
     return text
 
 
-VARIABLES = {  # name: (parser, what it is, for the error message)
-    "TINYGPT_DATA_SOURCE": (_existing, "the raw texts' folder, laid out like ../shared/data (unset: download)"),
-    "TINYGPT_DATA_DIR": (_folder, "where prepared data sets go (unset: data/)"),
-    "TINYGPT_RESULTS": (_folder, "the run store's folder (unset: results/)"),
-    "TINYGPT_TORCH_THREADS": (_positive_int, "torch threads of each notebook kernel (unset: the CPUs shared out)"),
-    "TINYGPT_EXECUTOR": (_executor, "where the book's training runs execute (unset: local)"),
-    "TINYGPT_GPUS_PER_RUN": (_gpus, "GPUs each Ray task reserves (unset: 1 where there are GPUs)"),
-    "TINYGPT_RAY_CPUS": (_positive_int, "CPUs of a local Ray (unset: every CPU)"),
+VARIABLES = {  # name: (parser, what it sets, for the error message)
+    "TINYGPT_DATA_SOURCE": (_existing, "the raw texts' folder, laid out like ../shared/data (default: download)"),
+    "TINYGPT_DATA_DIR": (_folder, "where prepared data sets go (default: data/)"),
+    "TINYGPT_RESULTS": (_folder, "the run store's folder (default: results/)"),
+    "TINYGPT_TORCH_THREADS": (_positive_int, "the torch threads of each notebook kernel (default: the CPUs shared "
+                                             "out)"),
+    "TINYGPT_EXECUTOR": (_executor, "where the book's training runs execute (default: local)"),
+    "TINYGPT_GPUS_PER_RUN": (_gpus, "the GPUs each Ray task reserves, 0.25 packing four on a GPU (default: 1 "
+                                    "where there are GPUs)"),
+    "TINYGPT_RAY_CPUS": (_positive_int, "the CPUs of a local Ray (default: every CPU)"),
     "TINYGPT_PRESET": (_preset, "the preset `book run` passes to its kernels"),
 }
 PATH_VARIABLES = ("TINYGPT_DATA_SOURCE", "TINYGPT_DATA_DIR", "TINYGPT_RESULTS")
@@ -86,7 +88,7 @@ def get(name, default=None):
     try:
         return parse(text)
     except ValueError as e:
-        raise EnvError(f"{name}={text!r} {e} ({what}); fix or unset it") from None
+        raise EnvError(f"{name}={text!r} {e}: it sets {what}; fix it or unset it") from None
 
 
 def check():

@@ -6,6 +6,7 @@ Worker processes of a pool ignore Ctrl-C (the terminal sends it to the whole pro
 parent stops them with SIGTERM, which a running task turns into Terminated and cleans up after.
 """
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -86,6 +87,10 @@ def pool_worker_init():
 
 
 def interruptible(fn, *args):
-    """Run a pool task so that the parent's SIGTERM raises Terminated in it: its files are cleaned up."""
-    with sigterm_raises():
-        return fn(*args)
+    """Run a pool task so that the parent's SIGTERM raises Terminated in it: its files are cleaned up
+    (the task's own finally blocks), then the worker exits at once, as its parent is stopping."""
+    try:
+        with sigterm_raises():
+            return fn(*args)
+    except Terminated:
+        os._exit(143)

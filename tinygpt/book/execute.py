@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import signal
 import sys
@@ -117,6 +118,7 @@ class _Watch:
                 self.probe_serial = self.serial
         elif t - self.answered_at > self.grace:
             self.lost = self.where()
+            logging.getLogger("papermill").disabled = True  # our own line says what happened
             self.stop_kernel()
 
     def stop_kernel(self, grace=5.0):
@@ -181,7 +183,7 @@ def _execute_once(src, tmp, parameters, kernel, cwd, log_output, cell_timeout, p
             pm.execute_notebook(str(src), str(tmp), parameters=dict(parameters), kernel_name=kernel, cwd=str(cwd),
                                 progress_bar=False, log_output=log_output, execution_timeout=cell_timeout,
                                 kernel_manager_class=watch.km_class, on_cell_execute=watch.cell_started,
-                                on_cell_executed=watch.cell_done)
+                                on_cell_executed=watch.cell_done, shutdown_kernel="immediate")
         except BaseException as e:  # reported by the main thread
             outcome.append(e)
 
@@ -191,12 +193,14 @@ def _execute_once(src, tmp, parameters, kernel, cwd, log_output, cell_timeout, p
         while thread.is_alive():
             thread.join(1.0)
             watch.check()
-    except BaseException:  # Ctrl-C, SIGTERM: the kernel goes, papermill's thread follows it
+    except BaseException:  # Ctrl-C, SIGTERM: the kernel goes, papermill's thread follows it (quietly)
+        logging.getLogger("papermill").disabled = True
         watch.stop_kernel()
         thread.join(30)
         raise
     finally:
         watch.close()
+        logging.getLogger("papermill").disabled = False
     return (outcome[0] if outcome else None), watch
 
 

@@ -206,13 +206,13 @@ def _stop(pool, grace=30):
     """SIGTERM every worker (its task raises Terminated and removes its temporary files), then SIGKILL
     any that has not gone within `grace` seconds."""
     procs = [p for p in dict(getattr(pool, "_processes", None) or {}).values() if p.is_alive()]  # a private dict
+    pool.shutdown(wait=False, cancel_futures=True)  # nothing new starts
     for p in procs:
         p.terminate()
     for p in procs:
         p.join(grace)
         if p.is_alive():
             p.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _run_pool(jobs_list, worker, jobs, tracker):

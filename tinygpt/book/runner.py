@@ -20,51 +20,39 @@ notebooks/ and book/), so that tests and scripts can point them elsewhere:
     parse_sets(["lr=1e-3", "variant=soft_window"]) -> {"lr": 0.001, "variant": "soft_window"}
     stages(paths) -> [[01…], [chapters], [conclusions]]              # the order notebooks run in
     run_notebooks(preset, select=None, jobs=1, ...) -> [result dict]   # the work of `book run`
-    format_summary(results) -> str; write_run_log(results, preset, out_dir=None, ...) -> Path
+    format_summary(results) -> str; write_run_log(results, preset, out_dir, ...) -> Path   (runlog.py)
     run(preset, ...) -> exit code                        # run_notebooks + summary table + run log
 """
 
 from __future__ import annotations
 
 import ast
-import json
 import os
-import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from .. import environ
-from ..files import clean_debris, write_json
+from ..files import clean_debris
 from .execute import THREADS_ENV, env_vars, execute_notebook, first_line, now
+from .runlog import RUN_LOG, cpu_count, format_summary, published_preset, write_run_log  # noqa: F401 (API)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 BOOK_DIR = REPO_ROOT / "book"
-RUN_LOG = "_run_log.json"
-PUBLISHED_PRESET = "cpu"  # the committed book/ is executed at this preset (its _run_log.json's "preset")
 # Seconds a cell may run (`--cell-timeout` overrides): far above the longest cell a preset has (a
 # chapter that trains its runs itself, --set retrain=True, on a slow machine), so that only a hang reaches it
 CELL_TIMEOUTS = {"smoke": 15 * 60, "cpu": 12 * 3600, "gpu": 12 * 3600}
 
 
-def published_preset(book_dir=None):
-    """The preset the published book folder holds: its run log's "preset", else PUBLISHED_PRESET."""
-    try:
-        return json.loads((Path(book_dir or BOOK_DIR) / RUN_LOG).read_text(encoding="utf-8")).get("preset") \
-            or PUBLISHED_PRESET
-    except (OSError, ValueError, AttributeError):
-        return PUBLISHED_PRESET
-
-
 def default_out_dir(preset):
     """book/ for the published preset; build/book-<preset>/ for any other, so that a smoke run never
     replaces the published chapters."""
-    return BOOK_DIR if preset == published_preset() else REPO_ROOT / "build" / f"book-{preset}"
+    return BOOK_DIR if preset == published_preset(BOOK_DIR) else REPO_ROOT / "build" / f"book-{preset}"
 
 
-def cell_timeout(preset, seconds=None):
+def cell_timeout_of(preset, seconds=None):
     """The cell timeout of a run: `seconds` if given, else the preset's (the longest for an unknown one)."""
     if seconds is not None:
         if not 0 < seconds < float("inf"):
@@ -86,6 +74,19 @@ def check_out_dir(out_dir, option="--out-dir"):
         raise ValueError(f"cannot write to {option} {out_dir} ({e.strerror or e}): choose a folder you can "
                          "write to") from None
     return out_dir
+
+
+def before_run(preset, out_dir, root=None):
+    """What `book run` checks and cleans before anything runs: the output folder and the results folder
+    (`root`, the notebooks' out_dir) must be folders this process can write to, every run file of the
+    preset must be valid JSON; partial copies, temporary files and lock-only run folders that a killed
+    run left (no live process holds them) go. Returns how many leftovers went."""
+    from .experiments import check_results_root, check_run_files, sweep_results
+
+    check_out_dir(out_dir)
+    check_results_root(root)
+    check_run_files(preset, root)
+    return len(clean_debris(out_dir)) + sweep_results(root)
 
 
 def check_overrides(paths, overrides):
@@ -178,14 +179,6 @@ def stale_twin(path):
 
 # ------------------------------------------------------------------------------ executing many
 
-def cpu_count():
-    """CPUs this process may use (its affinity mask where the platform has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def stages(paths, pretrained=False):
     """The order notebooks must run in: [01…], [the chapters], [the conclusions].
 
@@ -260,8 +253,6 @@ def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, note
     """
     from tqdm.auto import tqdm
 
-    from .experiments import check_results_root, check_run_files, sweep_results
-
     environ.absolute_path_env()  # kernels start in notebooks/: a relative TINYGPT_DATA_SOURCE must not be read there
     notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
     out_dir = Path(out_dir or default_out_dir(preset))
@@ -270,14 +261,8 @@ def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, note
     paths = find_notebooks(notebooks_dir, select)
     check_overrides(paths, overrides)
     parameters = {"preset": preset, **(overrides or {})}
-    timeout = cell_timeout(preset, cell_timeout)
-    # before anything runs: where results go must work, and what a killed run left goes
-    check_out_dir(out_dir)
-    root = parameters.get("out_dir") or None  # the notebooks' results folder
-    check_results_root(root)
-    check_run_files(preset, root)
-    clean_debris(out_dir)
-    sweep_results(root)
+    timeout = cell_timeout_of(preset, cell_timeout)
+    before_run(preset, out_dir, parameters.get("out_dir") or None)
     jobs = max(1, int(jobs))
     user_threads = environ.get(THREADS_ENV)
 
@@ -342,74 +327,6 @@ def _run_parallel(paths, jobs, threads, kwargs, done, bar):
             done(res)
 
 
-def format_summary(results):
-    """A plain-text table: notebook, status, seconds, first line of the error."""
-    rows = [("notebook", "status", "seconds", "error")]
-    rows += [(r["notebook"], r["status"], f"{r['seconds']:.1f}", r["error"]) for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = []
-    for i, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]), row[3]]
-        lines.append("  ".join(cells).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths) + "  -----")
-    ok = sum(r["status"] == "ok" for r in results)
-    total = sum(r["seconds"] for r in results)
-    lines.append(f"{ok} of {len(results)} notebooks ran without error ({total:.1f} s of notebook time)")
-    return "\n".join(lines)
-
-
-def _device(preset, overrides):
-    """Where the notebooks' models run: the preset's device (smoke is CPU-only), resolved here."""
-    try:
-        import torch
-    except ImportError:
-        return "unknown (torch not importable by the runner)"
-    from ..presets import PRESETS
-
-    device = str((overrides or {}).get("device", PRESETS.get(preset, {}).get("device", "auto")))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"{device} ({platform.processor() or platform.machine()}, {cpu_count()} CPUs)"
-
-
-def write_run_log(results, preset, out_dir=None, overrides=None, jobs=1, timings=None):
-    """Record each notebook's last run in out_dir/_run_log.json (merged with the notebooks already there).
-
-    {"notebooks": {"01_baseline": {"preset", "notebook", "status", "seconds", "started_at", "error",
-    "parameters", "kernel", "jobs", "python", "torch", "device"}, …}, "updated_at": …}
-    """
-    path = Path(out_dir or BOOK_DIR) / RUN_LOG
-    try:
-        log = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(log.get("notebooks"), dict):
-            raise ValueError
-    except (OSError, ValueError, AttributeError):
-        log = {"notebooks": {}}
-    try:
-        import torch
-
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = None
-    device = _device(preset, overrides)
-    for r in results:
-        log["notebooks"][r["notebook"]] = dict(
-            preset=preset, notebook=r["notebook"], status=r["status"], seconds=r["seconds"],
-            started_at=r["started_at"], error=r["error"], parameters={"preset": preset, **(overrides or {})},
-            kernel=r.get("kernel"), jobs=jobs, python=platform.python_version(), torch=torch_version, device=device)
-    log["notebooks"] = dict(sorted(log["notebooks"].items()))
-    log["preset"] = preset  # the folder's preset: `book run` publishes into book/ only at book/'s own
-    log["updated_at"] = now()
-    if timings:  # the whole command: wall clock and the shared training stage
-        log["last_command"] = dict(preset=preset, jobs=jobs, parameters={"preset": preset, **(overrides or {})},
-                                   notebooks=[r["notebook"] for r in results], finished_at=now(), **timings)
-    write_json(path, log)
-    return path
-
-
 def run(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=None, out_dir=None,
         progress=True, log_output=False, executor=None, gpus_per_run=None, cell_timeout=None):
     """`tinygpt book run`: execute, print the summary table, write the run log. 0 only if all passed.
@@ -419,9 +336,9 @@ def run(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=
     executor/gpus_per_run (executors.py) reach every ensure_runs, the notebooks' too, as environment variables.
     """
     from .executors import EXECUTOR_ENV, GPUS_ENV
-    if out_dir is None and preset != published_preset():
+    if out_dir is None and preset != published_preset(BOOK_DIR):
         out_dir = default_out_dir(preset)
-        print(f"preset {preset} is not the published book's ({published_preset()}): executed copies go to "
+        print(f"preset {preset} is not the published book's ({published_preset(BOOK_DIR)}): executed copies go to "
               f"{out_dir} (pass --out-dir {BOOK_DIR} to publish them)", file=sys.stderr)
         check_out_dir(out_dir, option="the output folder")
         for p in BOOK_DIR.glob("*"):  # _config.yml, _toc.yml, intro.md, references.bib: a buildable book
