@@ -299,6 +299,17 @@ def test_resume_of_a_finished_run_repairs_a_corrupt_json_file(capsys, tmp_path, 
     assert (out / name).read_text() == good
 
 
+def test_train_removes_what_a_killed_write_left_in_its_folder(capsys, tmp_path):
+    """kill -9 during a checkpoint write leaves a temporary file (up to a checkpoint's size): the next `train` into
+    the folder removes it (it holds the folder's lock, so no live process writes there)."""
+    out = tmp_path / "run"
+    assert run_main(capsys, *short_train(out))[0] == 0
+    (out / ".ckpt.pt.k9x2a.tmp").write_bytes(b"half a checkpoint")
+    assert run_main(capsys, *short_train(out, "--resume"))[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "best.pt", "ckpt.pt", "config.json", "history.json",
+                                                     "metrics.json"]
+
+
 def test_bad_environment_variable_fails_before_anything(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("TINYGPT_DATA_DIR", str(tmp_path / "file"))
     (tmp_path / "file").write_text("x")
