@@ -107,6 +107,7 @@ def test_unknown_preset_fails_with_the_notebooks_message(tmp_path, no_thread_env
     assert book.run("nope", notebooks_dir=src, out_dir=out, progress=False) == 1
 
 
+@pytest.mark.slow
 def test_cli_jobs_2_runs_01_alone_then_the_rest_in_parallel(tmp_path, capsys, no_thread_env):
     src, out = tmp_path / "notebooks", tmp_path / "site"
     for name in ("01_first", "02_second", "03_third"):
@@ -258,6 +259,7 @@ def test_build_needs_a_book_folder(tmp_path):
         site.build(tmp_path)
 
 
+@pytest.mark.slow
 def test_pretrain_trains_what_the_chapters_ask_for(tmp_path, no_thread_env):
     """`book run --jobs N` trains the planned runs first; the chapter then finds every run finished."""
     import os
@@ -314,7 +316,7 @@ def drop_reply(stream, msg_type, *args, **kwargs):
 kernel.session.send = drop_reply"""
 
 
-@pytest.mark.parametrize("losses", [1, 2])
+@pytest.mark.parametrize("losses", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_kernel_that_stops_answering_is_found_and_run_once_more(tmp_path, capfd, losses):
     mark = tmp_path / "mark"
     src = make_notebook(tmp_path / "notebooks", "01_lost", f"MARK = {str(mark)!r}\n" + DROP_REPLY, "print('after')")

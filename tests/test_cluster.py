@@ -39,6 +39,7 @@ def _pinned(_):  # runs in a pool worker: which GPU it was pinned to, and which 
     return os.environ.get("CUDA_VISIBLE_DEVICES"), os.getpid()
 
 
+@pytest.mark.slow
 def test_pool_pins_each_worker_before_it_runs(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     with executors.pinned_pool(2, ["3", "7"]) as pool:
@@ -73,6 +74,7 @@ def local_ray():
         ray.shutdown()
 
 
+@pytest.mark.slow
 def test_every_executor_trains_the_same_runs(tmp_path, data_dir, local_ray, monkeypatch, capsys):
     """A run's thread count is part of the run (its config), not of the executor: in this process (--jobs 1), in a
     pool of two and on Ray the metrics, histories and weights are the same bits, whatever the notebooks' thread
@@ -162,7 +164,7 @@ def test_a_stopped_pool_leaves_whole_runs_and_no_traceback(tmp_path, data_dir, s
         assert not [f.name for f in c.parent.iterdir() if f.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("executor", ["local", "ray"])
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.slow)])  # Ray starts in ~30 s
 def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, data_dir, executor, monkeypatch, request):
     if executor == "ray":
         request.getfixturevalue("local_ray")

@@ -489,6 +489,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path, data_dir):
     out = tmp_path / "ddp"
     env = {**os.environ, "TINYGPT_DATA_SOURCE": str(SOURCE), "TINYGPT_DATA_DIR": str(data_dir),
