@@ -33,6 +33,15 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C as in a terminal: a test run started in the background (`make test &`) inherits SIGINT ignored."""
+    import signal
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 # Tests in files other engineers own that take a minute or more on this 2-core machine (measured under load):
 # marked here so that `make check` (-m "not slow") stays within 3 minutes; `make test` runs them all.
 # Every test that executes the book's own chapters (the smoke_book fixture, or papermill on notebooks/) is slow.

@@ -111,7 +111,7 @@ class _SignalWhilePickled:
 
 
 @pytest.mark.parametrize("sig, exc", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, signals.Terminated)])
-def test_ctrl_c_and_sigterm_wait_for_the_write(tmp_path, sig, exc):
+def test_ctrl_c_and_sigterm_wait_for_the_write(tmp_path, sig, exc, ctrl_c_raises):
     import torch
 
     from tinygpt.checkpoint import save_checkpoint
@@ -119,6 +119,19 @@ def test_ctrl_c_and_sigterm_wait_for_the_write(tmp_path, sig, exc):
         save_checkpoint(tmp_path / "c.pt", {"x": _SignalWhilePickled(sig)})
     assert torch.load(tmp_path / "c.pt", weights_only=False) == {"x": 7}  # whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_deferred_interrupt_nests_and_delivers_once(tmp_path, ctrl_c_raises):
+    hits = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals.deferred_interrupt():
+            write_json(tmp_path / "a.json", {"a": 1})  # an inner deferral leaves the signal to the outer
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            write_json(tmp_path / "b.json", {"b": 2})
+            hits.append("block finished")
+    assert hits == ["block finished"] and read_json(tmp_path / "b.json") == {"b": 2}
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

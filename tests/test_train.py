@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -293,18 +292,6 @@ def test_crash_while_saving_leaves_previous_checkpoint(tmp_path, monkeypatch):
     resumed = train(cfg, tmp_path, resume=True, progress=False, log=lambda *a: None)
     assert exact(resumed) == exact(train(cfg, tmp_path / "whole", progress=False))
 
-
-def test_deferred_interrupt_nests_and_delivers_once(tmp_path):
-    hits = []
-    with pytest.raises(KeyboardInterrupt):
-        with checkpoint.deferred_interrupt():
-            checkpoint.write_json(tmp_path / "a.json", {"a": 1})  # an inner deferral leaves the signal to the outer
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)
-            checkpoint.write_json(tmp_path / "b.json", {"b": 2})
-            hits.append("block finished")
-    assert hits == ["block finished"] and checkpoint.read_json(tmp_path / "b.json") == {"b": 2}
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 # ---- threads: part of the run ----
 
