@@ -324,7 +324,7 @@ def test_a_kernel_that_stops_answering_is_found_and_run_once_more(tmp_path, capf
         src.write_text(src.read_text().replace("not os.path.exists(MARK)", "True"))
     t0 = time.monotonic()
     res = execute.execute_notebook(src, tmp_path / "out", {"preset": "smoke"}, cell_timeout=600, probe_after=1,
-                                   grace=2)
+                                   grace=5)  # a loaded machine may be slow to deliver the last outputs
     assert time.monotonic() - t0 < 150  # not the cell timeout
     lost = "KernelLost: the kernel finished cell 3 (`MARK = "
     assert f"01_lost: {lost}" in capfd.readouterr().err  # reported when it happens, with the notebook and cell
@@ -446,7 +446,8 @@ def test_out_dir_that_is_a_file_or_unwritable(tmp_path, capsys, monkeypatch):
     assert rc == 2 and line == f"tinygpt book: error: --out-dir {tmp_path / 'file'} is a file, not a folder: " \
                                "choose a folder path"
     rc, line = book_run(capsys, tmp_path, "--out-dir", str(tmp_path / "file" / "sub"))
-    assert rc == 2 and line.startswith(f"tinygpt book: error: cannot write to --out-dir {tmp_path / 'file' / 'sub'} (")
+    assert rc == 2 and line == f"tinygpt book: error: cannot write to --out-dir {tmp_path / 'file' / 'sub'} (a file " \
+                               "is in the way): choose a folder you can write to"
     monkeypatch.setattr(book.os, "access", lambda *a: False)  # as a read-only file system answers (even root)
     rc, line = book_run(capsys, tmp_path, "--out-dir", str(tmp_path / "ro"))
     assert rc == 2 and line == f"tinygpt book: error: cannot write to --out-dir {tmp_path / 'ro'} (Permission " \

@@ -6,6 +6,7 @@
     analysis, probes, plots, widgets, notebook   what the chapters measure and draw
     runner       `tinygpt book run`: the notebooks in stages, the parallel training stage, the run log
     execute      one notebook through papermill: cell timeouts, a watch on the kernel, atomic copies
+    runlog       what `book run` records: book/_run_log.json and its summary table
     site         `tinygpt book build`: Jupyter Book 1.x, offline
     sphinx_ext   the Sphinx extension the site loads (MathML, favicon)
     cli          the `tinygpt book` sub-commands

@@ -62,17 +62,15 @@ def cell_timeout_of(preset, seconds=None):
 
 
 def check_out_dir(out_dir, option="--out-dir"):
-    """The folder executed copies go to: a folder this process can write to, made if missing."""
-    out_dir = Path(out_dir)
+    """The folder executed copies go to must be a folder this process can write to (or can make); makes nothing."""
+    out_dir = Path(out_dir).absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{option} {out_dir} is a file, not a folder: choose a folder path")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not os.access(out_dir, os.W_OK):
-            raise PermissionError(13, "Permission denied")
-    except OSError as e:
-        raise ValueError(f"cannot write to {option} {out_dir} ({e.strerror or e}): choose a folder you can "
-                         "write to") from None
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    why = "a file is in the way" if not existing.is_dir() else None if os.access(existing, os.W_OK) else \
+        "Read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "Permission denied"
+    if why:
+        raise ValueError(f"cannot write to {option} {out_dir} ({why}): choose a folder you can write to")
     return out_dir
 
 
@@ -341,6 +339,7 @@ def run(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=
         print(f"preset {preset} is not the published book's ({published_preset(BOOK_DIR)}): executed copies go to "
               f"{out_dir} (pass --out-dir {BOOK_DIR} to publish them)", file=sys.stderr)
         check_out_dir(out_dir, option="the output folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
         for p in BOOK_DIR.glob("*"):  # _config.yml, _toc.yml, intro.md, references.bib: a buildable book
             if p.is_file() and p.suffix in (".yml", ".md", ".bib"):
                 shutil.copy2(p, out_dir / p.name)
