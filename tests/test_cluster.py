@@ -69,7 +69,9 @@ def local_ray():
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("RAY_ADDRESS", raising=False)
         mp.setenv(executors.RAY_CPUS_ENV, "2")
+        before = signal.getsignal(signal.SIGTERM)
         executors.connect_ray()
+        assert signal.getsignal(signal.SIGTERM) == before  # ray.init's handler would exit 15 without a word
         yield ray
         ray.shutdown()
 

@@ -49,7 +49,7 @@ def cmd_train(args):
     from .checkpoint import folder_lock
     from .device import resolve_device
     from .files import WriteFailed
-    from .signals import Terminated, exit_code
+    from .signals import exit_code, terminated
     from .train import train
     cfg = presets.make_config(args.preset, **presets.parse_overrides(args.set))
     resolve_device(cfg.device)  # a bad device fails before anything is written
@@ -80,7 +80,7 @@ def cmd_train(args):
         try:
             train(cfg, out, resume=args.resume, progress=not args.no_progress)
         except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the files are whole; say how to go on
-            how = "terminated" if isinstance(e, Terminated) else "interrupted"
+            how = "terminated" if terminated(e) else "interrupted"
             print(("\n" if not args.no_progress else "") + f"tinygpt train: {how}; {_resume_hint(args, out)}",
                   file=sys.stderr)
             return exit_code(e)
@@ -221,12 +221,12 @@ def main(argv=None):
 
 def _run(args):
     from .environ import check
-    from .signals import Terminated, exit_code
+    from .signals import exit_code, terminated
     try:
         check()  # every TINYGPT_* variable, before anything starts: a kernel or a worker would fail far from here
         return args.fn(args) or 0
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: one line, the shell's code for the signal, no traceback
-        print(f"\ntinygpt {args.command}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}",
+        print(f"\ntinygpt {args.command}: {'terminated' if terminated(e) else 'interrupted'}",
               file=sys.stderr)
         return exit_code(e)
     except (ValueError, KeyError, TypeError, OSError) as e:

@@ -18,12 +18,21 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt."""
 
 
+_sigterm = []  # set once SIGTERM arrived: a library (Ray's ray.wait) may re-raise it as a plain KeyboardInterrupt
+
+
+def terminated(interrupt):
+    """Whether an interrupt came from SIGTERM rather than Ctrl-C."""
+    return isinstance(interrupt, Terminated) or bool(_sigterm)
+
+
 def exit_code(interrupt):
     """The shell's code for the signal behind an interrupt: 143 (SIGTERM) or 130 (SIGINT)."""
-    return 143 if isinstance(interrupt, Terminated) else 130
+    return 143 if terminated(interrupt) else 130
 
 
 def _raise_terminated(signum, frame):
+    _sigterm.append(signum)
     raise Terminated()
 
 
@@ -37,6 +46,7 @@ def sigterm_raises():
     if not _main_thread():
         yield
         return
+    _sigterm.clear()
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield

@@ -25,7 +25,9 @@ cancelled.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -238,10 +240,14 @@ def connect_ray():
         return ray
     address = os.environ.get("RAY_ADDRESS") or None
     cpus = environ.get(RAY_CPUS_ENV)
+    main = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main else None
     for attempt in (1, 2):
         try:
             ray.init(address=address, num_cpus=None if address else cpus, include_dashboard=False,
                      logging_level="WARNING", configure_logging=True)
+            if sigterm is not None:  # ray.init's own handler exits with code 15 and no word; ours stops cleanly (143)
+                signal.signal(signal.SIGTERM, sigterm)
             return ray
         except Exception:
             # a local Ray's raylet gives its agents ~15 s to start: on a loaded machine it can miss that
