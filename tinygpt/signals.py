@@ -52,6 +52,7 @@ def sigterm_raises():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        _sigterm.clear()  # read within the block (the command's exit code); a later Ctrl-C is Ctrl-C
 
 
 @contextmanager
