@@ -92,9 +92,15 @@ def deferred_interrupt():
 
 
 def pool_worker_init():
-    """A pool worker's first act: ignore Ctrl-C (the parent decides), die quietly on SIGTERM when idle."""
+    """A pool worker's first act: ignore Ctrl-C (the parent decides), die quietly on SIGTERM when idle,
+    and get SIGTERM when the parent dies (kill -9 of a command must not leave its workers running on)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
 
 
 def interruptible(fn, *args):
