@@ -188,3 +188,28 @@ def test_book_run_checks_gpus_per_run(capsys):
     assert cli.main(["book", "run", "--preset", "smoke", "--gpus-per-run", "0.25"]) == 2  # needs --executor ray
     assert "--gpus-per-run needs --executor ray" in capsys.readouterr().err
     assert cli.main(["book", "run", "--preset", "smoke", "--executor", "ray", "--gpus-per-run", "-1"]) == 2
+
+
+ORPHAN = """
+import os, sys, time
+from tinygpt.book.executors import pinned_pool, submit_interruptible
+with pinned_pool(2) as pool:
+    futures = [submit_interruptible(pool, time.sleep, 600), submit_interruptible(pool, os.getpid)]
+    print(futures[1].result(), flush=True)  # a worker's pid: the pool is up
+    time.sleep(600)
+"""
+
+
+def test_workers_die_with_their_parent():
+    """kill -9 of a command (no cleanup of its own) must not leave its pool's workers running on."""
+    psutil = pytest.importorskip("psutil")
+    p = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(p.stdout.readline())
+        children = psutil.Process(p.pid).children()  # both workers (one busy, one idle) and the resource tracker
+        assert worker in [c.pid for c in children] and len(children) >= 2
+    finally:
+        p.kill()
+        p.wait()
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"{alive} outlived their parent"
