@@ -212,4 +212,6 @@ def test_workers_die_with_their_parent():
         p.kill()
         p.wait()
     _, alive = psutil.wait_procs(children, timeout=30)
+    for c in alive:  # not left behind by a failing test either
+        c.kill()
     assert not alive, f"{alive} outlived their parent"
