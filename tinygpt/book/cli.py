@@ -43,8 +43,9 @@ def add_parser(subparsers, handler):
     r.add_argument("--notebooks", nargs="+", metavar="NAME",
                    help="run only these notebooks, by prefix or name: 01 03, 02_query_windows (default: all)")
     r.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="parallel work: first every training run the chapters plan, N processes at a time "
-                        "(CPUs // N threads each), then up to N notebooks at once (TINYGPT_TORCH_THREADS = CPUs // N), "
+                   help="parallel work: first every training run the chapters plan, N processes at a time (one "
+                        "torch thread each, the runs' own count, so results do not depend on N), then up to N "
+                        "notebooks at once (TINYGPT_TORCH_THREADS = CPUs // N for their kernels), "
                         "a conclusions notebook last (it reads theirs). With N = 1 (default) or --set retrain=True "
                         "each notebook trains its own runs, 01 first (the others reuse its baseline)")
     r.add_argument("--executor", choices=["local", "ray"], default=None,
