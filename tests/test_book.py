@@ -84,7 +84,13 @@ def test_run_injects_parameters_keeps_sources_and_survives_a_failure(tmp_path, c
         nb = nbformat.read(out / f"{name}.ipynb", as_version=4)
         assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
         assert "formats" not in nb.metadata.get("jupytext", {})  # no .py twin for executed copies
+        # no absolute path of the machine that ran it: outside the repository, the names alone
+        assert (nb.metadata.papermill.input_path, nb.metadata.papermill.output_path) == (f"{name}.ipynb",) * 2
     assert "boom" in outputs_text(out / "02_broken.failed.ipynb")  # the failing copy is written beside it
+    assert nbformat.read(out / "02_broken.failed.ipynb", as_version=4).metadata.papermill.output_path == \
+        "02_broken.failed.ipynb"
+    from tinygpt.book.execute import repo_relative
+    assert repo_relative(book.REPO_ROOT / "book" / "01_baseline.ipynb") == "book/01_baseline.ipynb"
 
     printed = capsys.readouterr().out
     assert "02_broken  FAILED" in printed and "RuntimeError: boom" in printed and "second line" not in printed

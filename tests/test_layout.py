@@ -124,11 +124,7 @@ def test_the_cycle_check_sees_a_lazy_cycle(tmp_path):
     assert cycles(graph) == [["pkg.sub.a", "pkg.sub.b", "pkg.sub.a"]]
 
 
-# the lead splits book/plots.py (476 lines) in the notebooks' branch
-LONG_KNOWN = {"book/plots.py"}
-
-
 def test_modules_stay_nanogpt_sized():
     long = {str(p.relative_to(CORE)): n for p in CORE.rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450}
-    assert set(long) <= LONG_KNOWN, long
+    assert not long, long

@@ -255,9 +255,9 @@ def execute_notebook(src, out_dir, parameters=None, kernel=None, cwd=None, threa
         result["seconds"] = round(time.perf_counter() - t0, 2)
         failed = dest.with_suffix(".failed.ipynb")
         if os.path.getsize(tmp) > 0:
-            _unpair(tmp, stamp=dict(preset=parameters.get("preset"), started_at=result["started_at"],
-                                    seconds=result["seconds"], status=result["status"]))
             target = failed if result["status"] != "ok" else dest
+            _unpair(tmp, stamp=dict(preset=parameters.get("preset"), started_at=result["started_at"],
+                                    seconds=result["seconds"], status=result["status"]), paths=(src, target))
             os.replace(tmp, target)
             result["output"] = str(target)
             if result["status"] == "ok":
@@ -265,10 +265,22 @@ def execute_notebook(src, out_dir, parameters=None, kernel=None, cwd=None, threa
     return result
 
 
-def _unpair(path, stamp=None):
+def repo_relative(path):
+    """A path as the repository names it (notebooks/01_baseline.ipynb), or its name alone when it lies outside:
+    an executed page must not carry the absolute paths of the machine that ran it."""
+    from ..environ import REPO_ROOT
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(REPO_ROOT.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _unpair(path, stamp=None, paths=None):
     """Drop the jupytext pairing an executed copy inherits from its source: no .py twins in book/.
 
-    `stamp` (preset, start, wall seconds…) goes into the copy's metadata as "tinygpt_run".
+    `stamp` (preset, start, wall seconds…) goes into the copy's metadata as "tinygpt_run"; `paths` (source,
+    final copy) replace papermill's absolute input and output paths with repo_relative ones.
     """
     try:
         nb = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -282,5 +294,8 @@ def _unpair(path, stamp=None):
             del nb["metadata"]["jupytext"]
     if stamp:
         nb["metadata"]["tinygpt_run"] = stamp
-    if paired or stamp:
+    pm = nb["metadata"].get("papermill")
+    if paths and isinstance(pm, dict):
+        pm["input_path"], pm["output_path"] = (repo_relative(p) for p in paths)
+    if paired or stamp or paths:
         Path(path).write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
