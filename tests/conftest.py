@@ -61,3 +61,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "smoke_book" in getattr(item, "fixturenames", ()) or item.nodeid.split("[")[0] in SLOW_ELSEWHERE:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def script():
+    """A script of scripts/ loaded as a module: script("import_device_book").main([...])."""
+    import importlib.util
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    return load

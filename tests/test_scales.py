@@ -2,7 +2,6 @@
 known inputs, and a book folder that holds both scales (site rules, provenance box, device import)."""
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import tarfile
@@ -176,14 +175,7 @@ def test_the_built_site_shows_the_box_and_links_the_scales(tmp_path):
 
 # ----------------------------------------------------------------------------- bringing a device call's files in
 
-def _importer():
-    spec = importlib.util.spec_from_file_location("import_device_book", ROOT / "scripts" / "import_device_book.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_device_files_come_in_unaltered_and_never_replace_committed_runs(tmp_path):
+def test_device_files_come_in_unaltered_and_never_replace_committed_runs(tmp_path, script):
     out = tmp_path / "device"
     run = out / "results" / "gpu" / "soft_window" / "seed0"
     run.mkdir(parents=True)
@@ -196,7 +188,7 @@ def test_device_files_come_in_unaltered_and_never_replace_committed_runs(tmp_pat
     with tarfile.open(tmp_path / "book.tar.gz", "w:gz") as tar:
         tar.add(out / "book", arcname="book")
     repo = tmp_path / "repo"
-    imp = _importer()
+    imp = script("import_device_book")
     assert imp.main([str(tmp_path / "book.tar.gz"), str(tmp_path / "results.tar.gz"), "--repo", str(repo)]) == 0
     got = repo / "results" / "gpu" / "soft_window" / "seed0" / "metrics.json"
     assert got.read_bytes() == (run / "metrics.json").read_bytes() and not (repo / "results" / "smoke").exists()
