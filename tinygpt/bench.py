@@ -31,27 +31,36 @@ import torch
 from .device import autocast_context, flush_denormals, keep_freed_memory, resolve_device
 from .model import GPT
 from .presets import make_config
+from .step import GraphStep, StepPath, one_step
 from .variants import VARIANTS
 
 
-def _step_fn(cfg, device, ctx):
+def _step_fn(cfg, device, ctx, path=None):
+    """A training step on one fixed random batch, on `path` (step.StepPath; default: compile as the config
+    says, no graph). A graphed step runs GraphStep.WARMUP eager steps, then captures and replays."""
+    path = path or StepPath(cfg.compile, False)
     torch.manual_seed(0)
     model = GPT(cfg.model).to(device)
     opt = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
                                      "cuda" if device.startswith("cuda") else "cpu")
-    if cfg.compile:
+    if path.compile:
         model = torch.compile(model)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(cfg.model.vocab_size, (cfg.batch_size, cfg.model.block_size), generator=g).to(device)
     y = torch.randint(cfg.model.vocab_size, (cfg.batch_size, cfg.model.block_size), generator=g).to(device)
+    if not path.graphs:
+        return lambda: one_step(model, opt, x, y, ctx, cfg.grad_clip)
+    graph = GraphStep(model, opt, cfg, ctx, device)
 
     def step():
-        with ctx:
-            loss = model(x, y)[1]
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        if graph.ready:
+            return graph.step(x, y)
+        loss = one_step(model, opt, x, y, ctx, cfg.grad_clip)
+        graph.eager_steps += 1
+        graph.try_capture(x, y)
+        if graph.failed:
+            raise RuntimeError(f"CUDA graph capture failed: {graph.failed}")
+        return loss
 
     return step
 

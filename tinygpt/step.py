@@ -68,6 +68,21 @@ def _plain_groups(optimizer, state_dict):
     return state_dict
 
 
+def one_step(model, optimizer, x, y, ctx, grad_clip):
+    """forward, backward, clipping, AdamW: a step without accumulation or loss scaling; returns the loss.
+
+    The gradients are set to None first: in a CUDA graph's capture the backward then writes them (rather
+    than adding to them), so every replay starts from fresh gradients."""
+    optimizer.zero_grad(set_to_none=True)
+    with ctx:
+        loss = model(x, y)[1]
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss
+
+
 def cuda_graph(body):
     """Capture body() as a CUDA graph (recorded, not run); returns the function that replays it."""
     graph = torch.cuda.CUDAGraph()
@@ -107,13 +122,7 @@ class GraphStep:
             group["lr"].fill_(lr)
 
     def body(self):
-        self.optimizer.zero_grad(set_to_none=True)  # in a capture: the backward writes (not adds) the gradients
-        with self.ctx:
-            self.loss = self.model(self.x, self.y)[1]
-        self.loss.backward()
-        if self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
+        self.loss = one_step(self.model, self.optimizer, self.x, self.y, self.ctx, self.cfg.grad_clip)
 
     def try_capture(self, x, y, log=print):
         """After WARMUP eager steps, capture the step for batches shaped as x, y; on failure stay eager."""
