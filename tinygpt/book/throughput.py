@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 H200_BF16_PEAK = 790e12  # FLOP/s: an 8192³ bf16 matmul measured on the lent H200 (KINDS.md)
@@ -39,38 +38,6 @@ def mfu(tokens_per_s, cfg, peak=H200_BF16_PEAK):
 
 # ------------------------------------------------------------------------------------------ probe
 
-def _time_steps(preset, seconds, step="eager", barrier=None, variant="baseline"):
-    """In this process: (warm-up seconds, steps, seconds) of the preset's training step on path `step`.
-
-    The warm-up (GraphStep.WARMUP + 1 steps) includes compiling and capturing, where the path does."""
-    import torch
-
-    from ..bench import _step_fn, _sync
-    from ..device import autocast_context, resolve_device
-    from ..presets import make_config
-    from ..step import GraphStep, step_path
-    cfg = make_config(preset, variant=variant)
-    device = resolve_device(cfg.device)
-    ctx, dtype = autocast_context(device, cfg.dtype)
-    torch.manual_seed(0)
-    fn = _step_fn(cfg, device, ctx, step_path(cfg, device, dtype=dtype, choice=step))
-    t0 = time.perf_counter()
-    for _ in range(GraphStep.WARMUP + 1):  # the first steps compile and capture (where asked), and warm the allocator
-        fn()
-    _sync(device)
-    warm = time.perf_counter() - t0
-    if barrier is not None:  # every process measures over the same window
-        barrier.wait()
-    steps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        fn()
-        steps += 1
-        if steps % 5 == 0:
-            _sync(device)
-    _sync(device)
-    return warm, steps, time.perf_counter() - t0
-
-
 PATHS = ("eager", "compile", "graphs", "compile+graphs")  # step.CHOICES but auto
 
 
@@ -80,8 +47,7 @@ def probe(preset="gpu", counts=(1, 2, 4, 8), seconds=4.0, gain=1.10, log=print, 
     One process times every step path (step.py); the path chosen is the one whose whole run (max_iters
     steps plus its compile and capture time) is shortest. Then N processes at once run that path.
     """
-    import multiprocessing as mp
-
+    from ..bench import time_steps, tokens_per_s_in_processes
     from ..presets import make_config
     from .executors import pinned_pool, visible_gpus
     cfg = make_config(preset)
@@ -90,7 +56,7 @@ def probe(preset="gpu", counts=(1, 2, 4, 8), seconds=4.0, gain=1.10, log=print, 
     with pinned_pool(1, visible_gpus()[:1]) as pool:  # a fresh process, as a training worker is
         for path in paths:
             try:
-                warm, n, t = pool.submit(_time_steps, preset, seconds, path).result()
+                warm, n, t = pool.submit(time_steps, preset, seconds, path).result()
             except Exception as e:  # a path that fails here (a capture, a compile) is not chosen
                 out["paths"][path] = {"error": f"{type(e).__name__}: {e}"[:300]}
                 log(f"one process, {path}: failed ({out['paths'][path]['error']})")
@@ -110,12 +76,8 @@ def probe(preset="gpu", counts=(1, 2, 4, 8), seconds=4.0, gain=1.10, log=print, 
     rows = [best]  # one process: measured above
     log(f"1 at once: {one:,.0f} tokens/s, MFU {mfu(one, cfg):.1%}")
     for n in [c for c in counts if c > 1]:  # n processes on one GPU
-        with mp.get_context("spawn").Manager() as manager, pinned_pool(n, visible_gpus()[:1]) as pool:
-            barrier = manager.Barrier(n)
-            res = [f.result() for f in [pool.submit(_time_steps, preset, seconds, out["step"], barrier)
-                                        for _ in range(n)]]
-        per_run = [s * tokens / t for _, s, t in res]
-        total = sum(per_run)
+        total = sum(tokens_per_s_in_processes(n, preset, seconds, out["step"],
+                                              pool=lambda k: pinned_pool(k, visible_gpus()[:1])))
         rows.append({"n": n, "tokens_per_s": round(total), "per_run_tokens_per_s": round(total / n),
                      "mfu": round(mfu(total, cfg), 4)})
         log(f"{n} at once: {total:,.0f} tokens/s in all, {total / n:,.0f} per run, MFU {mfu(total, cfg):.1%}")
