@@ -142,8 +142,12 @@ def soft_window_channels(span):
     return (inv if len(w) == 1 else inv * w), kc  # w = [1] up to 256 tokens
 
 
+@functools.lru_cache(maxsize=16)
 def alibi_channels(n_head, T, device):
-    """−m_h·(i − j) = −m_h·i + m_h·j: query channel m_h against key channel j. → (1, H, 1, n), (T, n)."""
+    """−m_h·(i − j) = −m_h·i + m_h·j: query channel m_h against key channel j. → (1, H, 1, n), (T, n).
+
+    Built once per (H, T, device) and never written to: the slopes come from the host, and a host-to-device
+    copy cannot be captured in a CUDA graph (step.GraphStep)."""
     kc, w = position_channels(T, device)
     return alibi_slopes(n_head).to(device).view(1, -1, 1, 1) * w, kc
 
