@@ -56,7 +56,7 @@ def interleaved(fns, rounds, iters, device):
             for i in range(iters):
                 loss = fn()
                 if i % 10 == 9 and loss is not None:  # training reads the loss every 10 steps on CUDA
-                    float(loss)
+                    loss.item()
             B._sync(device)
             times[name].append(1000 * (time.perf_counter() - t0) / iters)
     return times
