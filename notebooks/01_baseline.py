@@ -96,23 +96,22 @@ table[["tag", "seed", "best_val_loss", "val_loss_full", "best_iter", "final_trai
        "device"]]
 
 # %% [markdown]
-# Figure 1.1 shows the training and validation loss over the run, mean over seeds with the min–max
-# band. The gap between the two curves is over-fitting; at the cpu preset (no dropout, 2000
-# iterations) it stays small.
+# Figure 1.1 shows the training and validation loss over the run in one panel, mean over seeds with the
+# min–max band. Validation above training is the generalisation gap; a validation curve that turns up
+# while the training curve keeps falling is over-fitting. At the cpu preset (no dropout, 2,000
+# iterations) the gap stays small; at the original's scale it does not (the same chapter at the gpu preset).
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 
 hist = load_histories(dirs)
 n = hist.seed.nunique()
-fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.3), sharey=True)
-plots.loss_curves(hist, axes[0], "train_loss", f"training loss (baseline, {n} seeds)", legend=False)
-plots.loss_curves(hist, axes[1], "val_loss", f"validation loss (baseline, {n} seeds)", legend=False)
-axes[1].set_ylabel("")
+fig, ax = plt.subplots(figsize=(6.8, 3.4))
+plots.train_val_curves(hist.assign(tag="baseline"), "baseline", ax, title=f"the baseline's loss ({n} seeds)")
 plt.show()
 
 # %% [markdown]
-# **Figure 1.1.** The baseline's training (left) and validation (right) loss against iteration: mean over
+# **Figure 1.1.** The baseline's training (dashed) and validation (solid) loss against iteration: mean over
 # seeds (line) and the range of the seeds (band). Both are the periodic estimates from a few random batches.
 
 # %% [markdown]
@@ -122,7 +121,7 @@ plt.show()
 
 # %%
 model = load_run_model(dirs[0], "cpu")
-widgets.sampling_box(model, data.itos, prompt="ROMEO:", max_new_tokens=300)
+controls = widgets.sampling_box(model, data.itos, prompt="ROMEO:", max_new_tokens=300)
 
 # %% [markdown]
 # ## Attention maps

@@ -38,10 +38,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import tinygpt
-from tinygpt.book import analysis, plots, prose, regime, study
+from tinygpt.book import analysis, notebook, plots, prose, study
 from tinygpt.book.experiments import load_run_model
 from tinygpt.book.notebook import environment
-from tinygpt.book.results import load_histories, summary_lines
 from tinygpt.data import load_dataset
 
 environment()
@@ -83,7 +82,7 @@ for v in variants:
 
 # %% [markdown]
 # ## The equations
-# Notation (as in the design notes, `variants.md`, and `tinygpt/variants.py`): query position $i$, key
+# Notation (as on the page {doc}`variants` and in `tinygpt/variants.py`): query position $i$, key
 # position $j \le i$, distance $d = i - j$, context length $L$, scores $s_{ij} = q_i \cdot k_j / \sqrt{D}$,
 # and $p_{ij}$ the weights applied to the values.
 #
@@ -139,11 +138,7 @@ for fn in (V.span_from_logit, V.soft_window_offset, V.ramp, V.ramp_offset, V.ali
 
 # %%
 params = dict(preset=preset, variants=variants, n_seeds=n_seeds, baseline_seeds=baseline_seeds)
-planned = study.chapter_runs("02_query_windows", params)  # the same list `book run` plans from
-runs, table = study.train_and_compare(planned, jobs, retrain, root, device)
-display(prose.comparison_table(table))
-plots.comparison(runs, table, ["baseline"] + variants)
-plt.show()
+runs, table = notebook.comparison("02_query_windows", params, jobs, retrain, root, device)
 
 # %% [markdown]
 # **Figure 2.1.** Top: validation loss during training, mean over seeds (line) and their range (band), one
@@ -156,11 +151,7 @@ plt.show()
 # advantage or deficit appear early and stay, or does it change as the baseline keeps learning?
 
 # %% tags=["hide-input"]
-gap = regime.gap_over_training(load_histories(runs.path))
-fig, ax = plt.subplots(figsize=(6.6, 3.4))
-plots.gap_over_training(gap, ax)
-plt.show()
-display(Markdown(prose.gap_paragraph(gap)))
+gap = notebook.gap_during_training(runs)
 
 # %% [markdown]
 # **Figure 2.2.** Each variant's validation loss minus the baseline's at each evaluation: mean over seeds
@@ -197,16 +188,19 @@ for tag, m in medians.items():
 # queries in the second half of the context of a fixed validation batch; the dotted line is the context
 # length. learned_span has one span per head, so its boxes are flat lines.
 #
-# Attention maps of the first and last layer with the window edge drawn (Figures 2.4 and 2.5; cyan: keys
-# left of the line are beyond the span).
+# Attention maps of the first and last layer (Figures 2.4 and 2.5). The hard window has an edge, drawn as a
+# thin dashed line: keys left of it are beyond the span and get no weight. The soft window has none (its
+# penalty grows smoothly with distance), so its maps show the weights alone.
 
 # %%
 for k, tag in enumerate([t for t in ("soft_window", "hard_window") if t in window_tags]):
-    plots.attention_grid(caps[tag], sorted({0, L - 1}), list(range(min(H, 4))), span=True,
-                         suptitle=f"{tag} (seed 0): weights and window edge")
+    edge = tag == "hard_window"  # the soft window has no edge
+    plots.attention_grid(caps[tag], sorted({0, L - 1}), list(range(min(H, 4))), span=edge,
+                         suptitle=f"{tag} (seed 0): weights" + (" and window edge" if edge else ""))
     plt.show()
-    display(Markdown(f"**Figure 2.{4 + k}.** {tag}'s attention weights in the first and last layer (rows) for up "
-                     f"to four heads, with each query's window edge d = σ − 1 in cyan; one colour scale per figure."))
+    plots.caption(f"2.{4 + k}", f"{tag}'s attention weights in the first and last layer (rows) for up to four "
+                  "heads; one colour scale per figure" + (", and each query's window edge d = σ − 1 (dashed)."
+                                                          if edge else "."))
 
 # %% [markdown]
 # ## How much attention work a hard window skips
@@ -253,7 +247,7 @@ if "key_importance" in variants:
 # ## Summary
 
 # %% tags=["hide-input"]
-lines = summary_lines(table)
+lines = prose.summary_lines(table)
 for tag, m in medians.items():
     lines.append(prose.span_line(tag, m, L))
 if len(skip):

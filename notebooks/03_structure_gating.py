@@ -34,10 +34,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import tinygpt
-from tinygpt.book import analysis, plots, prose, regime, study
+from tinygpt.book import analysis, notebook, plots, prose, study
 from tinygpt.book.experiments import load_run_model
 from tinygpt.book.notebook import environment
-from tinygpt.book.results import load_histories, summary_lines
 from tinygpt.data import load_dataset
 
 environment()
@@ -112,11 +111,7 @@ for fn in (V.structure_from_moments, V.StructureGate.forward, V.OutputGate.forwa
 
 # %%
 params = dict(preset=preset, variants=variants, n_seeds=n_seeds, baseline_seeds=baseline_seeds)
-planned = study.chapter_runs("03_structure_gating", params)  # the same list `book run` plans from
-runs, table = study.train_and_compare(planned, jobs, retrain, root, device)
-display(prose.comparison_table(table))
-plots.comparison(runs, table, ["baseline"] + variants)
-plt.show()
+runs, table = notebook.comparison("03_structure_gating", params, jobs, retrain, root, device)
 
 # %% [markdown]
 # **Figure 3.1.** Top: validation loss during training, mean over seeds (line) and their range (band), in the
@@ -127,11 +122,7 @@ plt.show()
 # Figure 3.2 follows the difference at every evaluation.
 
 # %% tags=["hide-input"]
-gap = regime.gap_over_training(load_histories(runs.path))
-fig, ax = plt.subplots(figsize=(6.6, 3.4))
-plots.gap_over_training(gap, ax)
-plt.show()
-display(Markdown(prose.gap_paragraph(gap)))
+gap = notebook.gap_during_training(runs)
 
 # %% [markdown]
 # **Figure 3.2.** Each gate's validation loss minus the baseline's at each evaluation: mean over seeds (line)
@@ -196,7 +187,7 @@ mean_abs = corr.assign(abs_r=corr.r.abs()).groupby("variant").abs_r.mean()
 # ## Summary
 
 # %% tags=["hide-input"]
-lines = summary_lines(table)
+lines = prose.summary_lines(table)
 for _, r in gate_stats.iterrows():
     lines.append(f"- {r.variant}: gates range {r['min']:.2f}–{r['max']:.2f} (1st–99th percentile "
                  f"{r.p1:.2f}–{r.p99:.2f}, median {r['median']:.2f}) on the fixed batch `analysis.gate_batch`")

@@ -139,7 +139,8 @@ fig, axes = plt.subplots(nrows, ncols, figsize=(8.2, 2.9 * nrows + 0.6), sharey=
 gaps = table.groupby("tag").gap.mean()
 for ax, tag in zip(axes.flat, shown):
     n = hist[hist.tag == tag].seed.nunique()
-    plots.train_val_curves(hist, tag, ax, f"{tag} (n={n}): final gap {gaps[tag]:+.3f}")
+    plots.train_val_curves(hist, tag, ax, f"{tag.removeprefix('shape-')} (n={n})\nfinal gap {gaps[tag]:+.3f}")
+    ax.title.set_fontsize("medium")
 for ax in axes.flat[len(shown):]:
     ax.set_visible(False)
 for ax in axes[:, 1:].flat:
@@ -154,8 +155,8 @@ plt.show()
 
 # %% [markdown]
 # ## What each shape costs
-# Best validation loss against the parameter count (left; position embeddings excluded, as nanoGPT
-# counts them) and against the training time of the run (right). Points down and to the left are
+# Best validation loss against the parameter count (top; position embeddings excluded, as nanoGPT
+# counts them) and against the training time of the run (bottom). Points down and to the left are
 # cheap and good. Heads, dropout and context leave the parameter count unchanged, so those runs
 # stack above the baseline's count. Times are wall-clock on a machine that may have been shared
 # with other jobs, so read them as rough (Figure 5.3).

@@ -16,7 +16,7 @@ from matplotlib.image import AxesImage  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 import tinygpt  # noqa: E402
-from tinygpt.book import plots  # noqa: E402
+from tinygpt.book import plots, plots_regime  # noqa: E402
 
 INTEGER_AXES = ("layer", "head", "position")  # an axis whose label starts with or names one of these counts whole units
 COLUMN_INCHES = 8.6  # 774 px at 90 dpi: the column (676 px in a 1280 px window) shows it at ≥ 87%, see test_site.py
@@ -200,23 +200,70 @@ def _fig_per_head():
 def _fig_probe_r2():
     rows = []
     for stat in ("mean_distance", "std_distance", "mean_logit"):
-        for feat in plots.PROBE_COLOURS:
+        for feat in plots_regime.PROBE_COLOURS:
             for layer in range(5):
                 rows.append({"target": "structure", "stat": stat, "features": feat, "layer": layer,
                              "r2": 0.9 - 0.1 * layer if feat != "shuffled" else 0.0})
     for target in ("soft_window span", "hard_window span"):
-        for feat in plots.PROBE_COLOURS:
+        for feat in plots_regime.PROBE_COLOURS:
             for layer in range(4):
                 rows.append({"target": target, "stat": "", "features": feat, "layer": layer, "r2": 0.1 * layer})
-    return plots.probe_r2(pd.DataFrame(rows))
+    return plots_regime.probe_r2(pd.DataFrame(rows))
+
+
+def _size_points():
+    return pd.DataFrame([{"variant": v, "size": size, "train_tokens": t, "passes": 1.5e6 / t, "diff": d,
+                          "lo": d - 0.03, "hi": d + 0.03}
+                         for v, d0 in (("soft_window", -0.1), ("hard_window", -0.08)) for size, t, d in
+                         (("frac0.25", 2.5e5, d0 * 1.5), ("frac0.5", 5e5, d0 * 1.2), ("frac1", 1e6, d0),
+                          ("complete", 4.5e6, d0 * 0.3))])
+
+
+def _budget_points(variants=("soft_window", "hard_window", "alibi")):
+    return pd.DataFrame([{"variant": v, "budget": b, "iters": 2000 * b, "tokens": 1.536e6 * b, "diff": d,
+                          "lo": d - 0.02, "hi": d + 0.02, "base_mean": 1.9}
+                         for i, v in enumerate(variants) for b in (1, 2, 4, 8)
+                         for d in [-0.12 / (i + 1) + 0.03 * np.log2(b) / (i + 1)]])
 
 
 def _fig_data_size():
-    pts = pd.DataFrame([{"variant": v, "train_tokens": t, "diff": d, "lo": d - 0.03, "hi": d + 0.03}
-                        for v, d0 in (("soft_window", -0.1), ("hard_window", -0.08)) for t, d in
-                        ((2.5e5, d0 * 1.5), (5e5, d0 * 1.2), (1e6, d0), (4.9e6, d0 * 0.3))])
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    plots.data_size(pts, ax)
+    fig, ax = plt.subplots(figsize=(6.8, 3.8))
+    plots_regime.data_size(_size_points(), ax)
+    return fig
+
+
+def _fig_passes():
+    """Issue 30: a variant with budget runs only gets no 'text size varied' entry."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.0))
+    plots_regime.passes(_size_points(), _budget_points(), 1e6, ax)
+    labels = fig.legends[0].get_texts()
+    assert "alibi: text size varied" not in [t.get_text() for t in labels]
+    return fig
+
+
+def _fig_gap_by_tokens():
+    pts = _budget_points()
+    seeds = pts.loc[pts.index.repeat(2), ["variant", "tokens", "diff"]].assign(diff=lambda d: d["diff"] + 0.01)
+    gpu = pd.DataFrame([{"variant": v, "tokens": 8.2e7, "diff": d, "lo": d - 0.04, "hi": d + 0.04, "checkpoint": k}
+                        for v in ("soft_window", "alibi") for k, d in (("best", -0.005), ("final", 0.07))])
+    gpu_seeds = gpu.assign(diff=gpu["diff"] + 0.005)
+    fits = {v: {"intercept": -0.12 / (i + 1) - 0.03 * np.log2(1.536e6) / (i + 1), "slope": 0.03 / (i + 1)}
+            for i, v in enumerate(("soft_window", "hard_window", "alibi"))}
+    fig, ax = plt.subplots(figsize=(plots.MAX_WIDTH - 0.2, 4.4))
+    plots_regime.gap_by_tokens(pts, seeds, ax, 8.2e7, gpu, gpu_seeds, fits)
+    return fig
+
+
+def _fig_train_and_val():
+    return plots_regime.train_and_val(_histories(("baseline", "soft_window", "alibi")), ["baseline", "soft_window",
+                                                                                         "alibi"], "over-fitting")
+
+
+def _fig_context_pair():
+    ctx = pd.DataFrame([{"variant": v, "block_size": L, "diff": d, "lo": d - 0.02, "hi": d + 0.02}
+                        for v in ("alibi", "hard_window", "soft_window") for L, d in ((64, -0.08), (256, -0.35))])
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    plots_regime.context_pair(ctx, ax)
     return fig
 
 
@@ -349,5 +396,4 @@ def test_every_variant_has_its_own_style():
     assert len({str(plots.STYLE[n]["color"]) for n in names}) == len(names), "two variants share a colour"
     assert plots.style("soft_window+iters4000") == plots.STYLE["soft_window"]
     assert plots.style("hard_window+frac0.25") == plots.STYLE["hard_window"]
-    colors, markers = plots.style_maps(["alibi", "soft_window+ctx256"])
-    assert colors["soft_window+ctx256"] == plots.STYLE["soft_window"]["color"] and markers["alibi"] == "o"
+    assert plots.style("soft_window+ctx256") == plots.STYLE["soft_window"]

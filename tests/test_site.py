@@ -114,7 +114,8 @@ def test_the_committed_book_builds_offline_and_passes(tmp_path):
     assert build(book, quiet=True) == 0
     results = check_site.check_site(book / "_build" / "html", toc=book / "_toc.yml")
     print(check_site.format_table(results))
-    assert len(results) == len(CHAPTERS) + 1
+    assert len(results) == len(check_site.toc_pages(book / "_toc.yml"))  # intro, both scales' chapters, reference
+    assert {"gpu/01_baseline", "gpu/02_query_windows", "variants"} <= {r.page for r in results}
     assert all(r.ok for r in results), check_site.format_table(results)
 
 
@@ -147,7 +148,16 @@ const doc = document.documentElement;
 const figs = Array.from(document.querySelectorAll('main img, article img, .bd-article img'))
   .filter(i => i.naturalWidth > 0 && i.clientWidth > 0)
   .map(i => [i.getAttribute('src'), i.naturalWidth, i.clientWidth]);
-return {overflow: doc.scrollWidth - doc.clientWidth, figures: figs};
+// a table wider than the column it stands in scrolls its last columns out of sight
+const wide = Array.from(document.querySelectorAll('article table, .bd-article table'))
+  .map(t => [t.closest('.output, .cell_output, .table-wrapper, section, article') || t.parentElement, t])
+  .filter(([box, t]) => t.scrollWidth > Math.min(box.clientWidth, document.querySelector('.bd-article, article')
+                                                                   .clientWidth) + 2)
+  .map(([box, t]) => (t.querySelector('th') || t).textContent.trim().slice(0, 40) + ' (' + t.scrollWidth + ' px)');
+// an admonition whose title is the generic one: its intended title ran into the body (`:::{warning} Title`)
+const generic = Array.from(document.querySelectorAll('.admonition > .admonition-title'))
+  .map(e => e.textContent.trim()).filter(t => ['Warning', 'Note', 'Tip', 'Important'].includes(t));
+return {overflow: doc.scrollWidth - doc.clientWidth, figures: figs, wide_tables: wide, generic_titles: generic};
 """
 
 
@@ -184,6 +194,10 @@ def layout_problems(layout, check_figures=True):
             problems.append(f"{page} at {width} px: the screenshot is blank")
         if r["overflow"] > 1:
             problems.append(f"{page} at {width} px: the page scrolls sideways by {r['overflow']} px")
+        for table in r.get("wide_tables", []):
+            problems.append(f"{page} at {width} px: a table is wider than the column: {table}")
+        for title in r.get("generic_titles", []):
+            problems.append(f"{page}: an admonition shows the generic title {title!r}, not its own")
         if check_figures and width == SHOT_WIDTHS[0]:
             for src, natural, drawn in r["figures"]:
                 if natural > FIGURE_SHRINK * drawn:
@@ -226,10 +240,17 @@ def test_screenshots_of_a_standin_book(tmp_path):
     (bad / "wide.html").write_text('<!DOCTYPE html><html><body><div style="width:3000px">x</div></body></html>')
     (bad / "shrunk.html").write_text('<!DOCTYPE html><html><body><main><p>text</p>'
                                      '<img src="wide.png" style="width:300px"></main></body></html>')
-    problems = layout_problems(page_layout(bad, ["blank", "wide", "shrunk"], tmp_path))
+    cells = "".join(f"<td>column {i} of a table too wide</td>" for i in range(30))
+    (bad / "table.html").write_text('<!DOCTYPE html><html><body><article style="width:600px;overflow-x:auto">'
+                                    f'<table><tr><th>wide</th>{cells}</tr></table>'
+                                    '<div class="admonition warning"><p class="admonition-title">Warning</p>'
+                                    '<p>Its own title ran into the body</p></div></article></body></html>')
+    problems = layout_problems(page_layout(bad, ["blank", "wide", "shrunk", "table"], tmp_path))
     assert any(p.startswith("blank ") and "screenshot is blank" in p for p in problems)
     assert any(p.startswith("wide") and "sideways" in p for p in problems)
     assert any(p.startswith("shrunk") and "labels shrink" in p for p in problems)
+    assert any(p.startswith("table at 800 px: a table is wider than the column") for p in problems)
+    assert any(p.startswith("table: an admonition shows the generic title 'Warning'") for p in problems)
 
 
 @needs_browser

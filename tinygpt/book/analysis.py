@@ -3,8 +3,6 @@
 import numpy as np
 import torch
 
-from ..capture import capture
-
 
 def val_batch(data, block_size, batch=8, seed=0, device="cpu"):
     """A fixed batch of validation text (B, block_size), the same for every model compared."""
@@ -55,28 +53,21 @@ def window_skip_share(cap, block=None):
     With block=k, the share of causal k×k tiles in which every pair is beyond its query's span:
     the work a block-sparse kernel with that tile size skips.
     """
+    from ..attention import skipped_fraction
+
     shares = []
     for lc in cap.layers:
         span = lc.span.float()  # (B, H, T)
         T = span.shape[-1]
+        if block is not None:
+            shares.append(skipped_fraction(span, T, block))
+            continue
         i = torch.arange(T, dtype=torch.float32)
         d = i[:, None] - i[None, :]
         causal = d >= 0
         dead = (d + 1 >= span.unsqueeze(-1)) & causal  # (B, H, T, T)
-        if block is None:
-            shares.append((dead.sum() / (causal.sum() * span.shape[0] * span.shape[1])).item())
-            continue
-        from ..attention import window_block_mask
-        kv_num, _ = window_block_mask(span, T, block)
-        n = kv_num.shape[-1]
-        shares.append(1.0 - kv_num.float().sum(-1).mean().item() / (n * (n + 1) / 2))
+        shares.append((dead.sum() / (causal.sum() * span.shape[0] * span.shape[1])).item())
     return shares
-
-
-def capture_runs(run_dirs, idx, device="cpu"):
-    """capture() of each run's best model on the same batch."""
-    from .experiments import load_run_model
-    return [capture(load_run_model(d, device), idx.to(device)) for d in run_dirs]
 
 
 @torch.no_grad()
@@ -99,3 +90,33 @@ def module_outputs(model, idx, attr):
             h.remove()
         model.train(was_training)
     return outs
+
+
+def gate_spread(cap):
+    """Every gate of a capture relative to its median, as log2(g / median): 1 is a factor 2 up."""
+    g = np.concatenate([lc.gate.flatten().numpy() for lc in cap.layers])
+    return np.log2(g / np.median(g))
+
+
+def span_vs_nearest(window_cap, base_cap, min_pos):
+    """Per layer: Spearman ρ over tokens between a window model's shortest span and the baseline's nearest
+    look-back (the smallest mean distance over its heads), queries at positions ≥ min_pos."""
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    rows = []
+    for layer, (w, b) in enumerate(zip(window_cap.layers, base_cap.layers)):
+        span = w.span[:, :, min_pos:].amin(1).flatten().numpy()
+        near = b.stats["mean_distance"][:, :, min_pos:].amin(1).flatten().numpy()
+        rho = spearmanr(span, near).statistic if span.std() > 0 else float("nan")
+        rows.append({"layer": layer, "spearman rho": rho, "median span (tokens)": np.median(span),
+                     "baseline: median nearest distance (tokens)": np.median(near)})
+    return pd.DataFrame(rows)
+
+
+def gate_table(caps):
+    """Per gated model {tag: capture}: the range of its gates and how far they spread around their median."""
+    import pandas as pd
+    return pd.DataFrame([{"variant": tag, **gate_range(per_head(cap, "gate")),
+                          "std of log2(g/median)": gate_spread(cap).std()} for tag, cap in caps.items()])
+

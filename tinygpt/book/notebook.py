@@ -1,4 +1,4 @@
-"""What every notebook's first cells do: say where it runs, check its parameters, load its runs."""
+"""What the chapters' cells do: say where they run, and show a chapter's comparison with the baseline."""
 
 import datetime
 import os
@@ -29,3 +29,34 @@ def environment(device="auto"):
     print(f"python {platform.python_version()}, torch {torch.__version__}{cuda}, numpy {numpy.__version__}, "
           f"matplotlib {matplotlib.__version__}" + (f"; book run --preset {preset}" if preset else ""))
     return device
+
+
+def comparison(chapter, params, jobs=1, retrain=False, root=None, device="auto"):
+    """Chapters 2–4's comparison: load or train the planned runs, show the chapter's rows of the scale's main
+    table and its headline figure (validation curves, differences with seeds). Returns (runs, table)."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from . import plots, prose, study
+
+    runs, table = study.train_and_compare(study.chapter_runs(chapter, params), jobs, retrain, root, device)
+    display(prose.comparison_table(table))
+    plots.comparison(runs, table, ["baseline"] + list(params["variants"]))
+    plt.show()
+    return runs, table
+
+
+def gap_during_training(runs):
+    """The difference to the baseline at every evaluation (a figure), and what it says (a paragraph)."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    from . import plots, prose, regime
+    from .results import load_histories
+
+    gap = regime.gap_over_training(load_histories(runs.path))
+    fig, ax = plt.subplots(figsize=(6.6, 3.4))
+    plots.gap_over_training(gap, ax)
+    plt.show()
+    display(Markdown(prose.gap_paragraph(gap)))
+    return gap

@@ -46,11 +46,6 @@ def style(tag):
     return dict(STYLE.get(base, _FALLBACK))
 
 
-def style_maps(tags):
-    """(colors, markers) dicts for functions that take them, e.g. regime.plot_gap_by_tokens(..., *style_maps(tags))."""
-    return {t: style(t)["color"] for t in tags}, {t: style(t)["marker"] for t in tags}
-
-
 def setup():
     sns.set_theme(context="notebook", style="whitegrid")
     plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.autolayout": True})
@@ -131,17 +126,14 @@ def gap_over_training(gap, ax=None, title="difference to the baseline during tra
 
     gap: tinygpt.book.regime.gap_over_training(load_histories(...)).
     """
-    from .regime import plot_gap_over_training
     ax = ax or plt.gca()
-    tags = list(dict.fromkeys(gap.tag))
-    plot_gap_over_training(gap, ax, colors={t: style(t)["color"] for t in tags},
-                           markers={t: style(t)["marker"] for t in tags})
-    if title:
-        ax.set_title(title)
-    handles, labels = ax.get_legend_handles_labels()
-    n = sorted(set(gap.n))
-    legend_beside(ax, handles=handles, labels=[lab.split(" (n=")[0] for lab in labels],
-                  title=f"n = {', '.join(map(str, n))} seeds")
+    for tag, g in gap.groupby("tag", sort=False):
+        st = style(tag)
+        ax.plot(g["iter"], g["diff"], color=st["color"], marker=st["marker"], ms=4, label=tag)
+        ax.fill_between(g["iter"], g.lo, g.hi, color=st["color"], alpha=0.15, lw=0)
+    ax.axhline(0, color="k", lw=1)
+    ax.set(xlabel="iteration", ylabel="val loss − baseline's (nats/char)", title=title or "")
+    legend_beside(ax, title=f"n = {', '.join(map(str, sorted(set(gap.n))))} seeds")
     return ax
 
 
@@ -154,7 +146,8 @@ def attention_map(probs, ax=None, span=None, title="", tokens=None, vmax=None):
     im = ax.imshow(np.asarray(probs), cmap="magma", vmin=0, vmax=vmax, aspect="equal", interpolation="nearest")
     if span is not None:
         i = np.arange(T)
-        ax.plot(np.clip(i - np.asarray(span) + 1, 0, None), i, color="cyan", lw=1.2,
+        # thin and dashed, so the weights next to it stay visible
+        ax.plot(np.clip(i - np.asarray(span) + 1, 0, None), i, color="#7fdfff", lw=0.7, ls=(0, (3, 2)), alpha=0.8,
                 label="window edge (d = σ−1): keys left of it are beyond the span")
         ax.set_xlim(-0.5, T - 0.5)
         ax.set_ylim(T - 0.5, -0.5)
@@ -347,6 +340,7 @@ def cost_scatter(runs, bl, base, knob_colours, preset=""):
                         xytext=(-7 if i % 2 else 7, 0), textcoords="offset points", ha="right" if i % 2 else "left",
                         color=knob_colours[row.knob])
         ax.set(xlabel=xlabel, ylabel="best val loss (nats/char)")
+        ax.margins(x=0.12, y=0.08)  # room for the value labels at the edges (they were clipped)
     axes[0].set_xscale("log")
     axes[0].xaxis.set_minor_formatter(NullFormatter())  # 2×10⁴, 3×10⁴, ... labels collide
     axes[0].set_title("best val loss vs parameter count")
@@ -418,59 +412,5 @@ def signal_sizes(sig, ax=None, title="structure_embedding: additions (seed 0)"):
         ax.bar(x + (k - (len(cols) - 1) / 2) * w, sig[c], w, label=c, color=colour)
     ax.set_xticks(x, sig["layer"])
     ax.set(xlabel="layer", ylabel="RMS (stream units)", title=title)
-    legend_beside(ax)
-    return ax
-
-
-# ----------------------------------------------------------------------------- chapter 6's figures
-
-PROBE_COLOURS = {"resid+position": "tab:green", "resid": "tab:blue", "position": "tab:orange",
-                 "token+position": "tab:purple", "random init": "tab:brown", "shuffled": "tab:gray"}
-
-
-def probe_r2(r2, title="linear probes from the baseline's residual stream (mean over heads)"):
-    """r2: rows (target, stat, features, layer, r2). A 2×2 grid: one panel per structure statistic, one for the
-    spans; one legend under the grid."""
-    stats = [s for s in ("mean_distance", "std_distance", "mean_logit") if s in set(r2.stat)]
-    n = len(stats) + 1
-    ncols = 2
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(MAX_WIDTH, 3.0 * nrows + 0.8), sharey=True, squeeze=False)
-    flat = list(axes.flat)
-    for ax, stat in zip(flat, stats):
-        for features, colour in PROBE_COLOURS.items():
-            d = r2[(r2.target == "structure") & (r2.stat == stat) & (r2.features == features)]
-            ax.plot(d.layer, d.r2, color=colour, marker="o", label=features)
-        ax.set_title(stat.replace("_", " "))
-    span_ax = flat[len(stats)]
-    span_targets = sorted(t for t in set(r2.target) if t.endswith("span"))
-    for target, ls in zip(span_targets, ("-", "--", ":")):
-        for features, colour in PROBE_COLOURS.items():
-            d = r2[(r2.target == target) & (r2.features == features)]
-            span_ax.plot(d.layer, d.r2, ls, color=colour, marker="o", label=f"{target.split()[0]}: {features}")
-    span_ax.set_title("learned log span")
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    for ax in flat[:n]:
-        ax.set(xlabel="layer (probe reads the stream entering it)", ylabel="held-out R²")
-        ax.axhline(0, color="k", lw=0.8)
-        integer_ticks(ax)
-    fig.suptitle(title)
-    figure_legend(fig, axes, ncols=2)
-    return fig
-
-
-def data_size(points, ax=None, title="difference to the baseline by data size"):
-    """points: rows (variant, train_tokens, diff, lo, hi)."""
-    ax = ax or plt.gca()
-    for v in dict.fromkeys(points.variant):
-        d = points[points.variant == v].sort_values("train_tokens")
-        st = style(v)
-        ax.errorbar(d.train_tokens, d["diff"], yerr=[d["diff"] - d.lo, d.hi - d["diff"]], marker=st["marker"],
-                    color=st["color"], capsize=3, label=v)
-    ax.axhline(0, color="k", lw=1)
-    ax.set_xscale("log")
-    ax.set(xlabel="training tokens (log scale; the largest is the complete works)",
-           ylabel="best val loss − baseline (nats/char)", title=title)
     legend_beside(ax)
     return ax

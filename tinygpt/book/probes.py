@@ -218,3 +218,26 @@ def probe_spans(cap_source, cap_window, min_pos=0, shuffle=False, seed=0, featur
         r2 = _probe(X, Y, B, shuffle, seed)
         rows += [dict(layer=layer, head=h, r2=float(v)) for h, v in enumerate(r2)]
     return pd.DataFrame(rows, columns=["layer", "head", "r2"])
+
+
+FEATURES = ("resid", "resid+position", "position", "token+position")  # what a probe reads, besides the controls
+
+
+def probe_table(cap_base, cap_random, window_caps):
+    """Chapter 6's probes in one long table: (target, stat, features, layer, head, r2, …).
+
+    The structure and each window model's log spans, from the baseline's stream (FEATURES), from an untrained
+    model's stream with position ("random init") and against shuffled targets ("shuffled").
+    """
+    import pandas as pd
+
+    rows = [probe_structure(cap_base, features=f).assign(target="structure", features=f) for f in FEATURES]
+    rows.append(probe_structure(cap_random, cap_base, features="resid+position")
+                .assign(target="structure", features="random init"))
+    rows.append(probe_structure(cap_base, shuffle=True).assign(target="structure", features="shuffled"))
+    for tag, cap in window_caps.items():
+        span = dict(target=f"{tag} span", stat="log span")
+        rows += [probe_spans(cap_base, cap, features=f).assign(features=f, **span) for f in FEATURES]
+        rows.append(probe_spans(cap_random, cap, features="resid+position").assign(features="random init", **span))
+        rows.append(probe_spans(cap_base, cap, shuffle=True).assign(features="shuffled", **span))
+    return pd.concat(rows, ignore_index=True)

@@ -12,15 +12,6 @@ Z_NOISE = 2.0  # a single-seed run further than this many baseline std from the 
 SAME_SPAN = 0.25  # spans within ±25% of each other are "about as long"
 
 
-def signed_effect(diff, verdict):
-    """The noun for a difference to the baseline in loss: an advantage only when the verdict says so."""
-    if verdict == "better":
-        return "advantage"
-    if verdict == "worse":
-        return "deficit"
-    return "no difference beyond seed noise" if verdict == "matches" else "no clear difference"
-
-
 def span_trend(first, last, tol=SAME_SPAN):
     """'shorter' / 'longer' / 'about as long' for the last layer's median span against the first's."""
     if first <= 0 or abs(last / first - 1) <= tol:
@@ -62,23 +53,50 @@ def gap_trend(early, late, tol=0.2):
     return "stays about the same"
 
 
-def gap_paragraph(gap, checkpoints=(500, 1000)):
-    """A paragraph that reads the figure of the difference to the baseline over training, tag by tag."""
+def _names(items):
+    """"a", "a and b", "a, b and c"; "" for none."""
+    items = list(items)
+    if not items:
+        return ""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _side(row):
+    return "lies below zero" if row.hi < 0 else "lies above zero" if row.lo > 0 else "covers zero"
+
+
+def gap_paragraph(gap, checkpoints=(500,)):
+    """A paragraph that reads the figure of the difference to the baseline over training: the tags whose
+    difference moves the same way (gap_trend) and end on the same side of zero share one sentence."""
     if gap.empty:
         return "There are not enough seeds of each run to draw the difference over training."
-    parts = []
+    groups = {}
     for tag in dict.fromkeys(gap.tag):
         g = gap[gap.tag == tag]
         end = g.iloc[-1]
         marks = [c for c in checkpoints if c < end["iter"]] or [g["iter"].iloc[len(g) // 2]]  # short runs: mid-way
         early = gap_at(gap, tag, marks[0])
-        points = [gap_at(gap, tag, c) for c in marks] + [end]
-        said = ", ".join(f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] at iteration {int(r['iter']):,}"
-                         for r in dict((int(r["iter"]), r) for r in points).values())
-        side = "below" if end.hi < 0 else "above" if end.lo > 0 else "not clear of"
-        parts.append(f"**{tag}**: {said}; the difference {gap_trend(early, end)} between iteration "
-                     f"{int(early['iter']):,} and the end, where its interval is {side} zero.")
-    return " ".join(parts)
+        groups.setdefault((gap_trend(early, end), _side(end)), []).append((tag, early, end))
+    sentences = []
+    for (trend, side), rows in groups.items():
+        many = len(rows) > 1
+        start = ", ".join(f"{e['diff']:+.3f}" for _, e, _ in rows)
+        stop = ", ".join(f"{x['diff']:+.3f}" for _, _, x in rows)
+        its = "every interval" if many else "its interval"
+        sentences.append(
+            f"For {_names(f'**{t}**' for t, _, _ in rows)} the difference {trend} between iteration "
+            f"{int(rows[0][1]['iter']):,} and the end of training (from {start} to {stop} nats"
+            + (", in that order" if many else "") + f"); at the end {its} {side}.")
+    return " ".join(sentences)
+
+
+def summary_lines(table):
+    """Markdown bullets of a comparison: the baseline, then each variant's difference and verdict."""
+    base = table[table.tag == "baseline"].iloc[0]
+    lines = [f"- baseline: {base['mean']:.4f} ± {base['std']:.4f} (n={base.n}) best val loss (nats/char)"]
+    return lines + [f"- **{r.tag}**: {r['mean']:.4f} ± {r['std']:.4f} (n={r.n}), difference {r['diff']:+.4f} "
+                    f"[{r.ci_lo:+.4f}, {r.ci_hi:+.4f}] → **{r.verdict}**"
+                    for _, r in table.dropna(subset=["diff"]).iterrows()]
 
 
 def gate_correlation_line(mean_abs, gated="structure_gate", control="output_gate"):
@@ -206,26 +224,31 @@ def shape_table(table, knob_of, n_seeds=None):
     return runs, bl
 
 
-def comparison_table(table):
-    """A comparison table for display: the baseline's difference columns show '—' instead of NaN."""
-    out = table.copy()
-    for col in ("diff", "ci_lo", "ci_hi"):
-        if col in out:
-            out[col] = [("—" if pd.isna(v) else f"{v:+.4f}") for v in out[col]]
-    for col in ("mean", "std"):
-        if col in out:
-            out[col] = [("—" if pd.isna(v) else f"{v:.4f}") for v in out[col]]
-    if "verdict" in out:
-        out["verdict"] = out.verdict.fillna("— (reference)")
-    return out
+def interval(df, diff="diff", lo="lo", hi="hi", digits=4):
+    """A difference and its interval as one string per row, "−0.0060 [−0.0375, +0.0255]": tables stay narrow."""
+    return [f"{d:+.{digits}f} [{a:+.{digits}f}, {b:+.{digits}f}]" for d, a, b in zip(df[diff], df[lo], df[hi])]
+
+
+def comparison_table(table, metric_name="best val loss"):
+    """A comparison table for display, compact enough for the column at 800 px: one string per cell, the
+    baseline's difference columns as '—'."""
+    rows = []
+    for _, r in table.iterrows():
+        has = not pd.isna(r.get("diff"))
+        rows.append({"variant": r.tag, "n": r.n, metric_name: f"{r['mean']:.4f} ± {r['std']:.4f}",
+                     "difference [95%]": f"{r['diff']:+.4f} [{r.ci_lo:+.4f}, {r.ci_hi:+.4f}]" if has else "—",
+                     "p (Holm)": f"{r['p (Holm)']:.3f}" if has and "p (Holm)" in r else "—",
+                     "verdict": r.verdict if has else "(reference)"})
+    return pd.DataFrame(rows).set_index("variant")
 
 
 # ----------------------------------------------------------------------------- the original study beside ours
 
 # What the original study reported (the design notes' variants.md, from ../shared/seed.md), at nanoGPT's
-# shakespeare_char configuration; and the scales of the two studies.
+# shakespeare_char configuration; and the scales of the studies. One value for the original's baseline: nanoGPT's
+# README for that configuration (conclusions.ORIGINAL_BASELINE).
 ORIGINAL = {
-    "baseline": "about 1.455–1.47 (nanoGPT's README: 1.4697)",
+    "baseline": "1.4697 (nanoGPT's README)",
     "soft_window": "1.4571 (after 1,500 iterations, then over-fits)",
     "hard_window": "\"similar\" to the baseline",
     "key_importance": "described, not kept (\"unnecessary\")",
@@ -238,22 +261,37 @@ SCALE_ROWS = [("layers × heads, width", "6 × 6, 384"), ("context", "256 charac
               ("seeds", "1 per model")]
 
 
-def original_vs_ours(table, cfg, n_base, n_var):
-    """Markdown table: the original's scale and reported numbers beside ours (cfg: tinygpt.make_config(preset);
-    table: the comparison with the baseline, e.g. summary.json's)."""
-    t = table.set_index("tag")
+def _scale_column(cfg, table):
     m = cfg.model
     tokens = cfg.max_iters * cfg.batch_size * m.block_size
-    ours = [f"{m.n_layer} × {m.n_head}, {m.n_embd}", f"{m.block_size} characters",
+    n = table.set_index("tag").n
+    n_var = sorted({int(x) for t, x in n.items() if t != "baseline"})
+    return [f"{m.n_layer} × {m.n_head}, {m.n_embd}", f"{m.block_size} characters",
             f"{cfg.max_iters:,} iterations × {cfg.batch_size * m.block_size:,} tokens ≈ {tokens / 1e6:.1f} M tokens",
-            f"{m.dropout:g}", f"{n_base} for the baseline, {n_var} per variant"]
-    lines = ["| | the original study | this book |", "| --- | --- | --- |"]
-    lines += [f"| {name} | {orig} | {mine} |" for (name, orig), mine in zip(SCALE_ROWS, ours)]
+            f"{m.dropout:g}", f"{int(n['baseline'])} for the baseline, {'–'.join(map(str, n_var))} per variant"]
+
+
+def _cell(t, tag):
+    if tag not in t.index:
+        return "not measured yet"
+    r = t.loc[tag]
+    diff = "" if pd.isna(r.get("diff")) else f" ({r['diff']:+.3f}, {r.verdict})"
+    return f"{r['mean']:.3f} ± {r['std']:.3f}{diff}".replace("-", "−")
+
+
+def original_vs_ours(scales):
+    """Markdown table: the original's scale and reported numbers beside the book's at each scale.
+
+    scales: {column title: (tinygpt.make_config(preset), comparison table)}, e.g. summary.json's tables.
+    """
+    cols = list(scales)
+    lines = ["| | the original study | " + " | ".join(cols) + " |", "| --- | --- | " + " | ".join("---" for _ in cols)
+             + " |"]
+    ours = [_scale_column(cfg, table) for cfg, table in scales.values()]
+    lines += [f"| {name} | {orig} | " + " | ".join(col[i] for col in ours) + " |"
+              for i, (name, orig) in enumerate(SCALE_ROWS)]
+    tables = [table.set_index("tag") for _, table in scales.values()]
     for tag, orig in ORIGINAL.items():
-        if tag not in t.index:
-            continue
-        r = t.loc[tag]
-        diff = "" if pd.isna(r.get("diff")) else f" ({r['diff']:+.3f}, {r.verdict})".replace("-", "−")
         label = "baseline's best val loss" if tag == "baseline" else tag
-        lines.append(f"| {label} | {orig} | {r['mean']:.3f} ± {r['std']:.3f}{diff} |")
+        lines.append(f"| {label} | {orig} | " + " | ".join(_cell(t, tag) for t in tables) + " |")
     return "\n".join(lines)

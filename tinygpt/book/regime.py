@@ -5,7 +5,7 @@
     load_regime(preset); by_budget, by_context   # the regime experiment's runs and their differences
     context_change(regime)                 # does the gap move with the context? (difference of differences)
     fit_gap(points, at_tokens)             # gap = a + b·log2(tokens): slope per doubling, extrapolated
-    holm(pvalues)                          # Holm's step-down adjustment for many comparisons
+    metric_for(runs)                       # which checkpoint a comparison of training lengths uses
 
 Every difference is a variant's mean minus the baseline's mean over seeds of the same budget, with
 a 95% Welch interval; nothing here is fitted to look good, every number comes from results files.
@@ -16,13 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .results import contrast, welch
-
-
-def welch_p(a, b):
-    """Two-sided p value of Welch's t test for mean(a) − mean(b)."""
-    from scipy import stats
-    return float(stats.ttest_ind(np.asarray(a, float), np.asarray(b, float), equal_var=False).pvalue)
+from .results import contrast, holm, judge, welch, welch_p  # noqa: F401 (holm, welch_p: re-exported)
 
 
 def gap_over_training(histories, baseline="baseline", split="val_loss"):
@@ -94,39 +88,23 @@ def fit_gap(points, at_tokens, conf=0.95):
             "pred": pred, "pred_lo": pred - t * pred_se, "pred_hi": pred + t * pred_se}
 
 
-def holm(pvalues):
-    """Holm's step-down adjusted p values (same order as given): controls the family-wise error rate."""
-    p = np.asarray(pvalues, float)
-    order = np.argsort(p)
-    m = len(p)
-    adj = np.empty(m)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        adj[i] = running
-    return adj
-
-
-def plot_gap_over_training(gap, ax, colors=None, markers=None):
-    """Mean difference to the baseline against iteration, with its 95% band, one line per tag."""
-    for tag, g in gap.groupby("tag", sort=False):
-        kw = {"color": (colors or {}).get(tag), "marker": (markers or {}).get(tag, "o")}
-        line, = ax.plot(g["iter"], g["diff"], ms=4, label=f"{tag} (n={g.n.max()})", **kw)
-        ax.fill_between(g["iter"], g.lo, g.hi, color=line.get_color(), alpha=0.15, lw=0)
-    ax.axhline(0, color="k", lw=1)
-    ax.set(xlabel="iteration", ylabel="val loss − baseline's (nats/char)",
-           title="difference to the baseline during training (mean, 95% Welch band)")
-    return ax
-
-
 METRIC_WORDS = {"final_val_loss_full": "the final checkpoint on the whole validation split",
-                "val_loss_full": "the best checkpoint by the periodic estimate, on the whole validation split"}
+                "val_loss_full": "the best checkpoint (picked by the periodic estimate), on the whole validation split"}
+OVERFIT_NATS = 0.01  # a run whose final checkpoint is this much worse than its best has over-fitted
 
 
-def metric_for(regime_runs):
-    """The final checkpoint's whole-split loss if every run recorded it (no noisy pick), else the best one's."""
-    col = regime_runs.get("final_val_loss_full")
-    return "final_val_loss_full" if col is not None and col.notna().all() else "val_loss_full"
+def metric_for(runs):
+    """Which checkpoint a comparison across training lengths uses (the book's checkpoint rule).
+
+    The final checkpoint where every run recorded it and none over-fits (its whole-split loss within
+    OVERFIT_NATS of the best checkpoint's): then the best is the same model picked by a noisy estimate,
+    and the pick only adds noise. Where any run over-fits, the final checkpoint measures the over-fitting
+    rather than the architecture, and the best checkpoint (nanoGPT's and the original's) is compared.
+    """
+    col = runs.get("final_val_loss_full")
+    if col is None or col.isna().any():
+        return "val_loss_full"
+    return "val_loss_full" if (col - runs.val_loss_full).max() > OVERFIT_NATS else "final_val_loss_full"
 
 
 def load_regime(preset, root=None, variants=None):
@@ -165,6 +143,7 @@ def by_budget(regime, metric="val_loss_full", baseline="baseline"):
     rows = gap_by_budget(b, metric, int(b.tokens_per_iter.iloc[0]), baseline) if len(b) else pd.DataFrame()
     if len(rows):
         rows["budget"] = rows.iters / b.iters.min()
+        rows = judge(rows)  # one family: every budget of every variant
     return rows
 
 
@@ -180,7 +159,8 @@ def by_context(regime, metric="val_loss_full", baseline="baseline"):
                 rows.append({"variant": v, "block_size": int(gv.block_size.iloc[0]), "diff": w["diff"],
                              "lo": w["lo"], "hi": w["hi"], "p": welch_p(gv[metric], base), "n": len(gv),
                              "n_base": len(base)})
-    return pd.DataFrame(rows)
+    rows = pd.DataFrame(rows)
+    return judge(rows) if len(rows) else rows
 
 
 def context_change(regime, metric="val_loss_full", baseline="baseline"):
@@ -206,32 +186,9 @@ def context_change(regime, metric="val_loss_full", baseline="baseline"):
         c = contrast(g, (1, -1, -1, 1))
         rows.append({"variant": v, "short": int(short), "long": int(long_), "gap_short": g[2].mean() - g[3].mean(),
                      "gap_long": g[0].mean() - g[1].mean(), "change": c["diff"], "lo": c["lo"], "hi": c["hi"],
-                     "base_short": g[3].mean(), "base_long": g[1].mean()})
+                     "base_short": g[3].mean(), "base_long": g[1].mean(), "var_short": g[2].mean(),
+                     "var_long": g[0].mean()})
     return pd.DataFrame(rows)
-
-
-def plot_gap_by_tokens(points, regime, metric, ax, colors=None, markers=None, target=None):
-    """Each variant's difference to the baseline against tokens seen (log), 95% Welch bars, and each seed's
-    difference to the baseline's mean as a dot beside its mean; `target` marks the original's tokens."""
-    for i, (v, g) in enumerate(points.groupby("variant", sort=False)):
-        g = g.sort_values("tokens")
-        kw = {"color": (colors or {}).get(v), "marker": (markers or {}).get(v, "o")}
-        shift = 1.06 ** (i - 1)  # side by side, so bars and dots do not hide each other
-        bars = ax.errorbar(g.tokens * shift, g["diff"], yerr=[g["diff"] - g.lo, g.hi - g["diff"]], capsize=3,
-                           label=v, **kw)
-        for _, r in g.iterrows():
-            seeds = regime[(regime.variant == v) & (regime.iters == r.iters) & (regime.kind == "budget")][metric]
-            ax.scatter([r.tokens * shift * 1.025] * len(seeds), seeds - r.base_mean, s=9, alpha=0.6,
-                       color=bars.lines[0].get_color(), zorder=3)
-    ax.axhline(0, color="k", lw=1)
-    if target:
-        ax.axvline(target, color="gray", ls="--", lw=1)
-        ax.annotate("the original's\ntokens seen", (target, ax.get_ylim()[1]), ha="right", va="top", fontsize=8,
-                    color="gray")
-    ax.set_xscale("log", base=2)
-    ax.set(xlabel="tokens seen in training (log₂ scale)", ylabel="val loss − baseline's (nats/char)",
-           title="difference to the baseline against the training budget (95% Welch; dots: seeds)")
-    return ax
 
 
 def fit_power(points, at_tokens):
@@ -260,3 +217,40 @@ def plain(obj):
     if isinstance(obj, np.floating):
         return float(obj)
     return obj
+
+
+def seed_gaps(points, regime, metric):
+    """Each seed's difference to its budget's baseline mean: rows (variant, tokens, diff), the dots beside a mean."""
+    rows = []
+    for r in points.itertuples():
+        seeds = regime[(regime.variant == r.variant) & (regime.iters == r.iters) & (regime.kind == "budget")][metric]
+        rows += [{"variant": r.variant, "tokens": r.tokens, "diff": float(x - r.base_mean)} for x in seeds]
+    return pd.DataFrame(rows, columns=["variant", "tokens", "diff"])
+
+
+def baseline_curve(regime):
+    """The baseline's runs at the longest budget and what their mean validation estimate does at the end.
+
+    Returns (runs, summary) with summary {budget, best_iter, rise (end − minimum), generalisation_gap (val −
+    train at the end), overfits (rise > OVERFIT_NATS)}.
+    """
+    from .results import load_histories
+    b = regime[(regime.variant == "baseline") & (regime.kind == "budget")]
+    longest = b[b.budget == b.budget.max()]
+    h = load_histories(longest.path)
+    v, t = h.groupby("iter").val_loss.mean(), h.groupby("iter").train_loss.mean()
+    rise = float(v.iloc[-1] - v.min())
+    return h, {"budget": float(longest.budget.iloc[0]), "best_iter": int(v.idxmin()), "rise": rise,
+               "generalisation_gap": float(v.iloc[-1] - t.iloc[-1]), "overfits": rise > OVERFIT_NATS}
+
+
+def checkpoint_table(scales):
+    """Per (name, runs): how far the final checkpoint's whole-split loss lies above the best's, and which
+    checkpoint metric_for therefore compares (chapter 6, section 2.6)."""
+    rows = []
+    for name, r in scales:
+        rise = r.final_val_loss_full - r.val_loss_full
+        rows.append({"scale": name, "runs": len(r), "final − best: mean": rise.mean(), "max": rise.max(),
+                     "compared by": metric_for(r)})
+    return pd.DataFrame(rows).round(4).set_index("scale")
+

@@ -1,8 +1,14 @@
-"""Finished runs as tables, and the statistics every comparison with the baseline uses.
+"""Finished runs as tables, and the one rule every comparison with the baseline in the book uses.
 
-A variant "matches" the baseline when the 95% Welch interval of its mean difference in METRIC
-covers 0 and is narrower than MATCH_WIDTH nats; an interval wholly below 0 is "better", wholly
-above 0 "worse", anything else "inconclusive".
+The rule (`verdict`, applied to a whole table by `judge`): each comparison gets the 95% Welch interval of
+its mean difference and the two-sided Welch p value, and the p values of one table (its family: the
+variants of one scale's main table, the budgets of the regime experiment, …) are adjusted by Holm's
+step-down rule, which keeps the chance of any false "better" or "worse" in the family at 5%.
+
+- "better": the interval lies wholly below 0 *and* the Holm-adjusted p is below 0.05;
+- "worse": the interval lies wholly above 0 and the adjusted p is below 0.05;
+- "matches": the interval covers 0 and is narrower than MATCH_WIDTH nats;
+- "inconclusive": anything else (too few seeds for the noise, or an effect that does not survive Holm).
 """
 
 import math
@@ -15,6 +21,7 @@ from ..checkpoint import read_json
 from .experiments import results_root
 
 MATCH_WIDTH = 0.05  # nats: the widest 95% interval that still counts as "matches"
+ALPHA = 0.05  # family-wise error rate of the better/worse verdicts (Holm)
 # What "best val loss" means in every comparison: the best checkpoint (chosen by nanoGPT's periodic
 # eval_iters-batch estimate) evaluated on the whole validation split, free of sampling noise.
 METRIC = "val_loss_full"
@@ -87,16 +94,50 @@ def contrast(groups, signs, conf=0.95):
     return {"diff": diff, "lo": diff - half, "hi": diff + half, "dof": dof}
 
 
-def verdict(lo, hi, width=MATCH_WIDTH):
-    if hi < 0:
-        return "better"
-    if lo > 0:
-        return "worse"
-    return "matches" if hi - lo < width else "inconclusive"
+def welch_p(a, b):
+    """Two-sided p value of Welch's t test for mean(a) − mean(b)."""
+    from scipy import stats
+    return float(stats.ttest_ind(np.asarray(a, float), np.asarray(b, float), equal_var=False).pvalue)
+
+
+def holm(pvalues):
+    """Holm's step-down adjusted p values (same order as given): controls the family-wise error rate."""
+    p = np.asarray(pvalues, float)
+    order = np.argsort(p)
+    adj = np.empty(len(p))
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adj[i] = running
+    return adj
+
+
+def verdict(lo, hi, p_holm=0.0, width=MATCH_WIDTH):
+    """The book's rule for one comparison (module docstring): better, worse, matches or inconclusive."""
+    if (hi < 0 or lo > 0) and p_holm < ALPHA:
+        return "better" if hi < 0 else "worse"
+    return "matches" if lo <= 0 <= hi and hi - lo < width else "inconclusive"
+
+
+def judge(rows, lo="lo", hi="hi", p="p", width=MATCH_WIDTH):
+    """The rule applied to a table of comparisons (one family): adds "p (Holm)" and "verdict" columns.
+
+    Rows without a p value (the baseline's own row) get neither.
+    """
+    out = rows.copy()
+    has = out[p].notna() if p in out else pd.Series(False, index=out.index)
+    out["p (Holm)"] = np.nan
+    out.loc[has, "p (Holm)"] = holm(out.loc[has, p]) if has.any() else []
+    out["verdict"] = [verdict(a, b, q, width) if ok else None
+                      for a, b, q, ok in zip(out[lo], out[hi], out["p (Holm)"], has)]
+    return out
 
 
 def compare(runs, baseline="baseline", metric=METRIC, width=MATCH_WIDTH):
-    """Per tag: n, mean ± std of `metric`, and the difference to `baseline` with its 95% interval."""
+    """Per tag: n, mean ± std of `metric`, the difference to `baseline` with its 95% interval, p, p (Holm), verdict.
+
+    The table is one family: Holm adjusts over its comparisons.
+    """
     base = runs.loc[runs.tag == baseline, metric]
     if len(base) < 2:
         raise ValueError(f"need ≥ 2 seeds of {baseline!r} to compare against (found {len(base)})")
@@ -105,17 +146,27 @@ def compare(runs, baseline="baseline", metric=METRIC, width=MATCH_WIDTH):
         row = {"tag": tag, "n": len(g), "mean": g[metric].mean(), "std": g[metric].std(ddof=1)}
         if tag != baseline and len(g) >= 2:
             w = welch(g[metric], base)
-            row.update(diff=w["diff"], ci_lo=w["lo"], ci_hi=w["hi"], verdict=verdict(w["lo"], w["hi"], width))
+            row.update(diff=w["diff"], ci_lo=w["lo"], ci_hi=w["hi"], p=welch_p(g[metric], base))
         rows.append(row)
     out = pd.DataFrame(rows)
+    for col in ("diff", "ci_lo", "ci_hi", "p"):
+        if col not in out:
+            out[col] = np.nan
+    out = judge(out, lo="ci_lo", hi="ci_hi", width=width)
     order = [baseline] + [t for t in out.tag if t != baseline]
     return out.set_index("tag").loc[order].reset_index()
 
 
-def summary_lines(table):
-    """Markdown bullets of a comparison: the baseline, then each variant's difference and verdict."""
-    base = table[table.tag == "baseline"].iloc[0]
-    lines = [f"- baseline: {base['mean']:.4f} ± {base['std']:.4f} (n={base.n}) best val loss (nats/char)"]
-    return lines + [f"- **{r.tag}**: {r['mean']:.4f} ± {r['std']:.4f} (n={r.n}), difference {r['diff']:+.4f} "
-                    f"[{r.ci_lo:+.4f}, {r.ci_hi:+.4f}] → **{r.verdict}**"
-                    for _, r in table.dropna(subset=["diff"]).iterrows()]
+def main_table(preset, root=None, n_seeds=None, baseline_seeds=None):
+    """The scale's main table: every variant and control against the baseline, one family for Holm.
+
+    Chapters 02–04 show their rows of it, so that a variant gets one verdict on every page. Seeds beyond
+    n_seeds (baseline_seeds for the baseline) are left out where given; runs not trained yet are absent.
+    """
+    from .study import ALL_NAMES
+    runs = load_runs(preset, root, tags={"baseline", *ALL_NAMES})
+    if runs.empty:
+        return runs, runs
+    limit = [baseline_seeds if t == "baseline" else n_seeds for t in runs.tag]
+    runs = runs[[lim is None or s < lim for s, lim in zip(runs.seed, limit)]].reset_index(drop=True)
+    return runs, compare(runs)

@@ -1,4 +1,5 @@
-"""A small Sphinx extension that book/_config.yml loads: math as MathML, and a favicon.
+"""A small Sphinx extension that book/_config.yml loads: math as MathML, a favicon, and a box under each
+executed page's title that says at which scale, where and when it was computed.
 
 Math is converted to MathML at build time (latex2mathml), which browsers render natively, so the
 site needs no MathJax from a CDN and reads the same offline.
@@ -55,6 +56,8 @@ def _visit_displaymath(self, node):
 def setup(app):
     """Sphinx entry point: math as MathML when latex2mathml is installed (else MathJax, online); a favicon."""
     app.connect("html-page-context", _favicon)
+    app.connect("doctree-read", _provenance_box)
+    app.connect("config-inited", _provenance_substitution)
     try:
         import latex2mathml.converter  # noqa: F401
     except ImportError:
@@ -82,3 +85,51 @@ FAVICON = ("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox
 def _favicon(app, pagename, templatename, context, doctree):
     if not app.config.html_favicon:
         context["metatags"] = context.get("metatags", "") + f'\n    <link rel="icon" href="{FAVICON}" />'
+
+
+def _provenance_box(app, doctree):
+    """A note under each executed page's title: the scale it was computed at, where and when, and a link to the
+    same chapter at the other scale. Read from the page's metadata at build time, so pages executed
+    elsewhere (book/gpu/, on a lent GPU) say it in the same words."""
+    from pathlib import Path
+
+    from docutils import nodes
+    from sphinx import addnodes
+
+    from .scales import counterpart, page_provenance, provenance_text
+
+    source = Path(app.env.doc2path(app.env.docname))
+    info = page_provenance(source) if source.suffix == ".ipynb" else None
+    section = next(iter(doctree.findall(nodes.section)), None)
+    if info is None or section is None:
+        return
+    box = nodes.admonition(classes=["note", "scale-provenance"])
+    box += nodes.title(text="Scale and provenance of this page")
+    para = nodes.paragraph()
+    for i, piece in enumerate(provenance_text(info).split("`")):  # `code` as code
+        para += nodes.literal(text=piece) if i % 2 else nodes.Text(piece)
+    box += para
+    other = counterpart(source)
+    if other is not None:
+        other_info = page_provenance(other)
+        root = Path(app.srcdir)
+        target = "/" + other.relative_to(root).with_suffix("").as_posix()
+        para = nodes.paragraph(text=f"The same chapter at the {other_info['preset'] if other_info else 'other'} "
+                                    "preset: ")
+        ref = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget=target, refexplicit=False,
+                                    refdoc=app.env.docname)
+        ref += nodes.inline(text=target)
+        para += ref
+        para += nodes.Text(".")
+        box += para
+    section.insert(1, box)
+
+
+def _provenance_substitution(app, config):
+    """{{ provenance }} in the book's pages: the site's provenance, from the run logs and the runs' metrics files
+    as they are at build time (scales.provenance_markdown), so the box never goes stale."""
+    from .scales import provenance_markdown
+
+    subs = dict(getattr(config, "myst_substitutions", None) or {})
+    subs["provenance"] = provenance_markdown(app.srcdir)
+    config.myst_substitutions = subs

@@ -149,10 +149,12 @@ def comparison_runs(preset, names, n_seeds, baseline_seeds):
 def train_and_compare(planned, jobs=1, retrain=False, root=None, device="auto"):
     """Load-or-train a chapter's planned runs; return (runs table, comparison with the baseline).
 
-    `retrain` applies to the variants only: the baseline's seeds belong to chapter 01.
+    `retrain` applies to the variants only: the baseline's seeds belong to chapter 01. The comparison is the
+    chapter's rows of the scale's main table (results.main_table: Holm over every variant trained at this
+    preset), so that a variant gets the same verdict on every page.
     """
     from .experiments import ensure_runs
-    from .results import compare, load_runs
+    from .results import load_runs, main_table
     base = [r for r in planned if r.name == "baseline"]
     ours = [r for r in planned if r.name != "baseline"]
     ensure_runs(base, jobs=jobs, root=root, need_model=True, device=device)
@@ -161,4 +163,6 @@ def train_and_compare(planned, jobs=1, retrain=False, root=None, device="auto"):
     wanted = {(r.name, r.seed) for r in base + ours}
     df = load_runs(preset, root, tags={t for t, _ in wanted})
     df = df[[(t, s) in wanted for t, s in zip(df.tag, df.seed)]].reset_index(drop=True)
-    return df, compare(df)
+    n_seeds = max((r.seed + 1 for r in ours), default=None)
+    _, table = main_table(preset, root, n_seeds, len(base))
+    return df, table[table.tag.isin(set(df.tag))].reset_index(drop=True)

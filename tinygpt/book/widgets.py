@@ -74,32 +74,46 @@ def attention_explorer(model, text, itos, static_points=((0, 0), (-1, 0))):
 
 
 def sampling_box(model, itos, prompt="ROMEO:", max_new_tokens=200, seed=0):
-    """Prompt, temperature and top-k controls; prints one sample with the defaults for the static book.
+    """Prompt, temperature, top-k and seed controls; prints one sample with the defaults for the static book.
 
+    Each click draws a new seed unless "keep seed" is ticked, and writes the seed it used into the seed box, so a
+    sample worth keeping can be drawn again. The prompt syncs when the box loses focus (continuous_update off),
+    which pressing the button does first: the sample always starts from the prompt as it stands at the press.
     While it generates, the button is disabled and reads "sampling…" (a sample takes a few seconds on a CPU).
+    Returns the controls (tests press the button with `click()`).
     """
+    import random
+
     import ipywidgets as W
 
-    print(generate_text(model, itos, prompt, 1, max_new_tokens, 0.8, 200, seed)[0])
+    print(f"seed {seed}:\n" + generate_text(model, itos, prompt, 1, max_new_tokens, 0.8, 200, seed)[0])
     wide = {"description_width": "initial"}  # labels in full, not "temperat…"
-    text = W.Text(prompt, description="prompt", style=wide)
+    text = W.Text(prompt, description="prompt", style=wide, continuous_update=False)
     temp = W.FloatSlider(0.8, min=0.1, max=2.0, step=0.1, description="temperature", style=wide)
     topk = W.IntSlider(len(itos), min=1, max=len(itos), description="top-k", style=wide)
+    seed_box = W.BoundedIntText(seed, min=0, max=2**31 - 1, description="seed", style=wide,
+                                layout=W.Layout(width="12em"))
+    keep = W.Checkbox(False, description="keep seed", indent=False, layout=W.Layout(width="8em"))
     button, out = W.Button(description="sample", icon="play", button_style="primary"), W.Output()
+    rng = random.Random()
 
     def on_click(_):
         button.disabled, button.description, button.icon = True, "sampling…", "hourglass-half"
         try:
+            if not keep.value:
+                seed_box.value = rng.randrange(2**31)
             with out:
                 out.clear_output()
                 try:
-                    print(generate_text(model, itos, text.value or "\n", 1, max_new_tokens, temp.value,
-                                        topk.value)[0])
+                    sample = generate_text(model, itos, text.value or "\n", 1, max_new_tokens, temp.value,
+                                           topk.value, seed_box.value)[0]
+                    print(f"seed {seed_box.value}:\n{sample}")
                 except ValueError as e:
                     print(f"error: {e}")
         finally:
             button.disabled, button.description, button.icon = False, "sample", "play"
 
     button.on_click(on_click)
-    _show(W.VBox([W.HBox([text, temp, topk, button]), out]), "sample", "prompt, temperature, top-k and a button")
-
+    controls = W.VBox([W.HBox([text, temp, topk]), W.HBox([seed_box, keep, button]), out])
+    _show(controls, "sample", "prompt, temperature, top-k, seed and a button")
+    return dict(prompt=text, temperature=temp, top_k=topk, seed=seed_box, keep=keep, button=button, out=out)
