@@ -27,15 +27,8 @@
 # --seeds N sets every chapter's n_seeds and baseline_seeds; --variants narrows the chapters' variants
 # (a chunk can shrink). --deadline S (default 540) stops the book run early enough to pack within S s.
 # --mps starts NVIDIA's MPS daemon first (kernels of the packed runs then overlap), where it is installed.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-REPO=$(pwd)
-: "${OUT:?set OUT to the folder the results go to}"
-mkdir -p "$OUT"
-exec > >(tee -a "$OUT/device.log") 2>&1
-export PYTHONUNBUFFERED=1
+LOG=device.log; source "$(dirname "$0")/device_env.sh"  # cd to the repository, $OUT/device.log, $PY
 T0=$(date +%s)
-PY=${PYTHON:-python3}
 BUILD=${BUILD:-$REPO/build/device}
 WHL=${WHL:-.whl}     # the carried wheels
 SITE=${SITE:-/tmp/site}  # where they are installed (the device README's --target)

@@ -271,15 +271,15 @@ def flex_dropout_check(device):
         logits = logits.masked_fill(torch.ones(T, T, dtype=torch.bool, device=device).triu(1), float("-inf"))
         return (logits.softmax(-1) * keep / (1 - p)) @ v
 
-    res = []
-    for fn in (lambda *a: attend_flex_window(*a, dropout_p=p), dense):
-        torch.manual_seed(5)
+    def y_and_grads(fn):
+        torch.manual_seed(5)  # the flex path draws its mask from here: `keep` above
         leaves = [t.clone().requires_grad_() for t in (q, k, v, span)]
         y = fn(*leaves)
-        (y * w).sum().backward()
-        res.append([y] + [t.grad for t in leaves])
+        return [y.detach(), *torch.autograd.grad((y * w).sum(), leaves)]
+
+    flex, ref = y_and_grads(lambda *a: attend_flex_window(*a, dropout_p=p)), y_and_grads(dense)
     return {name: {"max_abs_diff": (a - b).abs().max().item(), "scale": b.abs().max().item()}
-            for name, a, b in zip(("y", "q", "k", "v", "span"), *res)}
+            for name, a, b in zip(("y", "q", "k", "v", "span"), flex, ref)}
 
 
 def markdown(r):

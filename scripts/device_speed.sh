@@ -11,14 +11,8 @@
 # memory, nanoGPT's step, processes per GPU (its docstring says what each is). Needs torch and numpy
 # only: no wheels. $OUT receives speed.log (streamed from the first second), speed.json and speed.md,
 # each section's results written as soon as it ends, so a call stopped at its limit still returns them.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-REPO=$(pwd)
-: "${OUT:?set OUT to the folder the results go to}"
-mkdir -p "$OUT"
-exec > >(tee -a "$OUT/speed.log") 2>&1
-export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-PY=${PYTHON:-python3}
+LOG=speed.log; source "$(dirname "$0")/device_env.sh"  # cd to the repository, $OUT/speed.log, $PY
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 PRESET=gpu
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then PRESET=$1; shift; fi
 export TINYGPT_DATA_SOURCE=${TINYGPT_DATA_SOURCE:-$REPO/.rawdata}
