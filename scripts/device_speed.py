@@ -44,6 +44,7 @@ from tinygpt.variants import VARIANTS  # noqa: E402
 PATHS = ("eager", "compile", "graphs", "compile+graphs")
 TARGETS = {"run_s": 40, "nanogpt_ratio": 2.0, "rank_one": 1.15, "other": 1.30, "memory": 1.2}
 RANK_ONE = ("soft_window", "key_importance", "alibi")  # offsets of rank one: extra q/k channels
+SECTIONS = {"paths": 30, "run": 45, "checks": 20, "eval": 10, "variants": 30, "nanogpt": 25, "processes": 25}
 
 
 def interleaved(fns, rounds, iters, device):
@@ -55,7 +56,7 @@ def interleaved(fns, rounds, iters, device):
             t0 = time.perf_counter()
             for i in range(iters):
                 loss = fn()
-                if i % 10 == 9 and loss is not None:  # training reads the loss every 10 steps on CUDA
+                if i % 10 == 9 and isinstance(loss, torch.Tensor):  # training reads the loss every 10 steps on CUDA
                     loss.item()
             B._sync(device)
             times[name].append(1000 * (time.perf_counter() - t0) / iters)
@@ -369,20 +370,19 @@ def main(argv=None):
     p.add_argument("--processes", default="1,2,4")
     p.add_argument("--process-seconds", type=float, default=4.0)
     p.add_argument("--fake-graphs", action="store_true", help="CPU tests: the graph's body runs instead of a capture")
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help="comma-separated, to rerun some (default: all; without paths the fastest path is eager)")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     cuda = resolve_device(make_config(args.preset).device).startswith("cuda")
     args.paths = (args.paths or (",".join(PATHS) if cuda else "eager,graphs")).split(",")
     args.processes = [int(n) for n in args.processes.split(",")]
+    args.sections = args.sections.split(",")
     s = Speed(args)
     # by what the issue needs most; seconds each needs on an H200 (a section started in time may overrun)
-    s.section("paths", s.paths, 30)
-    s.section("run", s.run, 45)
-    s.section("checks", s.checks, 20)
-    s.section("eval", s.eval, 10)
-    s.section("variants", s.variants, 30)
-    s.section("nanogpt", s.nanogpt, 25)
-    s.section("processes", s.processes, 25)
+    for name, needs_s in SECTIONS.items():
+        if name in args.sections:
+            s.section(name, getattr(s, name), needs_s)
     print(open(os.path.join(args.out, "speed.md")).read())
     return s.result
 

@@ -21,6 +21,7 @@ tensors and repeats to the MiB.
     python -m tinygpt bench --preset cpu --variant soft_window alibi --set block_size=1024 --rounds 3 --iters 2
 """
 
+import contextlib
 import json
 import os
 import statistics
@@ -58,7 +59,8 @@ def _step_fn(cfg, device, ctx, path=None, capture=cuda_graph, batches=None):
         if graph is not None and graph.ready:
             loss = graph.step(x, y)
         else:
-            loss = one_step(model, opt, x, y, ctx, cfg.grad_clip)
+            with graph.warming() if graph is not None else contextlib.nullcontext():
+                loss = one_step(model, opt, x, y, ctx, cfg.grad_clip)
         if batches is not None:
             x, y = batches()  # drawn while the step runs (asynchronous on CUDA), as train() does
         if graph is not None and not graph.ready:

@@ -14,6 +14,7 @@ the notebook asks):
     compile+graphs   the graph around the compiled model
 """
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -105,6 +106,7 @@ class GraphStep:
     def __init__(self, model, optimizer, cfg, ctx, device, capture=cuda_graph):
         self.model, self.optimizer, self.cfg, self.ctx, self.capture_fn = model, optimizer, cfg, ctx, capture
         self.replay_fn, self.eager_steps, self.failed = None, 0, None
+        self.side = torch.cuda.Stream() if torch.device(device).type == "cuda" else None
         self.x = self.y = self.loss = None
         # CUDA's fused AdamW computes in float32 whether lr is a float or a float32 tensor; CPU's (tests) in double
         dtype = torch.float64 if torch.device(device).type == "cpu" else torch.float32
@@ -117,6 +119,15 @@ class GraphStep:
     def ready(self):
         return self.replay_fn is not None
 
+    def warming(self):
+        """The context of the eager steps before the capture: a side stream on CUDA, as torch.cuda.graph's
+        documentation asks (what they initialise lazily, such as cuBLAS workspaces, is then not tied to the
+        stream the graph's work runs on); no context once the graph replays."""
+        if self.ready or self.side is None:
+            return contextlib.nullcontext()
+        self.side.wait_stream(torch.cuda.current_stream())
+        return torch.cuda.stream(self.side)
+
     def set_lr(self, lr):
         for group in self.optimizer.param_groups:
             group["lr"].fill_(lr)
@@ -128,6 +139,8 @@ class GraphStep:
         """After WARMUP eager steps, capture the step for batches shaped as x, y; on failure stay eager."""
         if self.ready or self.failed or self.eager_steps < self.WARMUP:
             return
+        if self.side is not None:
+            torch.cuda.current_stream().wait_stream(self.side)
         self.x, self.y = x.clone(), y.clone()
         try:
             self.replay_fn = self.capture_fn(self.body)

@@ -10,6 +10,7 @@ import dataclasses
 import math
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -101,7 +102,6 @@ def full_val_loss(model, data, block_size, device="cpu", batch=64, ctx=None):
     The periodic evaluation (eval_iters random batches) picks the best checkpoint as nanoGPT does;
     its estimate carries sampling noise of the order of 0.01–0.02 nats, which this removes.
     """
-    from contextlib import nullcontext
     model.eval()
     val = torch.from_numpy(data.tokens("val").astype("int64"))
     n = (len(val) - 1) // block_size
@@ -361,7 +361,8 @@ def train(cfg: TrainConfig, out_dir, resume=False, progress=True, stop_at=None, 
         t0 = time.perf_counter()
         if graph is not None:
             graph.try_capture(x, y, log)
-        x, y, lossf = _step(s, model, x, y, check=s.iter_num % check_every == 0, graph=graph)
+        with graph.warming() if graph is not None else nullcontext():
+            x, y, lossf = _step(s, model, x, y, check=s.iter_num % check_every == 0, graph=graph)
         s.iter_num += 1
         t_train += time.perf_counter() - t0
         if bar is not None:
