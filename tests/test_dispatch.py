@@ -1,13 +1,15 @@
 """tinygpt.dispatch: which kernel each variant takes on CPU and on CUDA, and that CUDA's choices compute the
 same numbers as CPU's where CPU can run them (the padding to 8 columns, alibi's channels at short contexts)."""
 
+import math
+
 import pytest
 import torch
 
 import tinygpt
 from tinygpt import GPT
 from tinygpt import variants as V
-from tinygpt.attention import attend_fused
+from tinygpt.attention import attend_flex_window, attend_fused
 from tinygpt.dispatch import CUDA_ALIGN, Attend
 from tinygpt.presets import make_config
 
@@ -111,3 +113,22 @@ def test_alibi_channels_at_short_contexts_equal_its_mask():
     y_mask, _ = attend_fused(q, k, v, attend.offset(None, None, T, "cpu"), block_size=T)
     y_chan, _ = attend_fused(q, k, v, channels=(qc, kc), block_size=T, align=CUDA_ALIGN)
     torch.testing.assert_close(y_chan, y_mask, atol=ATOL, rtol=0)
+
+
+def test_compiled_flex_window_equals_dense(monkeypatch):
+    """The hard window's FlexAttention compiled (inductor's CPU kernels; CUDA compiles it the same way) against
+    the dense ramp, forward only: on CPU, compiled FlexAttention has no backward and no log-sum-exp, so the
+    two-pass dropout path is checked eagerly (test_variants.py) and compiled on CUDA only (device_speed.sh)."""
+    import torch.nn.attention.flex_attention as flex
+    monkeypatch.setattr(flex, "flex_attention", torch.compile(flex.flex_attention, dynamic=False))
+    g = torch.Generator().manual_seed(0)
+    B, H, T, D = 2, 4, 256, 16
+    q, k, v = (torch.randn(B, H, T, D, generator=g) for _ in range(3))
+    span = 1.5 + 300 * torch.rand(B, H, T, generator=g)
+    span[:, 0] = 1.5 + 6 * torch.rand(B, T, generator=g)  # one head of short spans: key blocks skipped
+    with torch.no_grad():
+        y = attend_flex_window(q, k, v, span)
+    logits = q @ k.transpose(-2, -1) / math.sqrt(D) + V.ramp_offset(span, V.distances(T, "cpu"))
+    dense = logits.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1) @ v
+    # the dense ramp leaves ε-sized weights beyond the span where FlexAttention leaves exact zeros
+    torch.testing.assert_close(y, dense, atol=ATOL, rtol=0)

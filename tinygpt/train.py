@@ -68,7 +68,10 @@ def batch_losses(model, xs, ys, ctx, device):
     (tests/test_train.py), on CUDA equal to rounding (other kernels for other shapes).
     """
     B, T = xs[0].shape
-    per = max(1, EVAL_TOKENS.get(torch.device(device).type, EVAL_TOKENS_CPU) // (B * T))
+    most = max(1, EVAL_TOKENS.get(torch.device(device).type, EVAL_TOKENS_CPU) // (B * T))
+    # passes of one size (a divisor of the count): a compiled kernel (the hard window's FlexAttention) then
+    # compiles once for them, not again for a shorter last pass
+    per = max(d for d in range(1, min(most, len(xs)) + 1) if len(xs) % d == 0)
     losses = []
     for i in range(0, len(xs), per):
         x, y = torch.cat(xs[i:i + per]).to(device), torch.cat(ys[i:i + per]).to(device)
