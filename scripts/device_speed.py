@@ -183,20 +183,20 @@ class Speed:
         torch.manual_seed(0)
         model = tr.GPT(cfg.model).to(self.device)
 
-        def per_batch(fn):  # the evaluation before the stacked passes: one forward pass per batch
+        def passes(fn, tokens):  # tokens per pass: {} is one batch a pass (before; CPU still), CUDA's 2^19
             def run():
-                saved = (tr.EVAL_TOKENS, tr.EVAL_TOKENS_CPU)
-                tr.EVAL_TOKENS, tr.EVAL_TOKENS_CPU = {"cuda": 1}, 1
+                saved, tr.EVAL_TOKENS = tr.EVAL_TOKENS, tokens
                 try:
                     return fn()
                 finally:
-                    tr.EVAL_TOKENS, tr.EVAL_TOKENS_CPU = saved
+                    tr.EVAL_TOKENS = saved
             return run
 
+        stacked = {self.device.split(":")[0]: 1 << 19}
         est = lambda: tr.estimate_loss(model, data, cfg, 0, self.device, self.ctx)  # noqa: E731
         full = lambda: tr.full_val_loss(model, data, cfg.model.block_size, self.device, ctx=self.ctx)  # noqa: E731
-        fns = {"estimate_per_batch": per_batch(est), "estimate_stacked": est,
-               "full_per_batch": per_batch(full), "full_stacked": full}
+        fns = {"estimate_per_batch": passes(est, {}), "estimate_stacked": passes(est, stacked),
+               "full_per_batch": passes(full, {}), "full_stacked": passes(full, stacked)}
         values = {k: fn() for k, fn in fns.items()}  # warm-up, and the numbers themselves
         times = interleaved(fns, self.args.eval_rounds, 1, self.device)
         s = {k: statistics.median(v) / 1000 for k, v in times.items()}

@@ -1,7 +1,8 @@
 """Evaluation in a few stacked forward passes: the same batches, the same losses as one pass per batch.
 
-On CPU, bit for bit (the committed cpu runs' periodic estimates and whole-split losses must not move); the
-equality is checked for every variant, at the cpu preset's shapes and at others, with one and two threads.
+CUDA stacks them; CPU, where stacking measured no faster, keeps one pass per batch. Stacked on CPU the
+losses are bit for bit the per-batch ones (checked for every variant at the cpu preset's shapes, with one
+and two threads), so the choice is one of speed only; the committed cpu runs' numbers cannot move.
 """
 
 import math
@@ -28,6 +29,12 @@ def trained_looking(variant, preset="cpu", **overrides):
     return model.eval()
 
 
+def count_forward_passes(monkeypatch, model):
+    calls, forward = [], model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(a[0].shape) or forward(*a, **k))
+    return calls
+
+
 def one_pass_per_batch(model, xs, ys):
     with torch.no_grad():
         return torch.tensor([model(x, y)[1].item() for x, y in zip(xs, ys)])
@@ -48,17 +55,24 @@ def test_stacked_passes_are_bit_equal_on_cpu(variant, threads, monkeypatch):
         xs, ys = ([torch.randint(65, (12, 64), generator=g) for _ in range(20)] for _ in range(2))
         ref = one_pass_per_batch(model, xs, ys)
         with torch.no_grad():
-            assert torch.equal(batch_losses(model, xs, ys, nullcontext(), "cpu"), ref)
-            monkeypatch.setattr(tinygpt.train, "EVAL_TOKENS_CPU", 7 * 12 * 64)  # 4 passes of 5 (20's divisor ≤ 7)
-            assert torch.equal(batch_losses(model, xs, ys, nullcontext(), "cpu"), ref)
+            assert torch.equal(batch_losses(model, xs, ys, nullcontext(), "cpu"), ref)  # CPU: one batch a pass
+            for batches, passes in ((20, 1), (7, 4)):  # stacked as on CUDA: 20 at once; 4 of 5 (20's divisor ≤ 7)
+                monkeypatch.setattr(tinygpt.train, "EVAL_TOKENS", {"cpu": batches * 12 * 64})
+                calls = count_forward_passes(monkeypatch, model)
+                assert torch.equal(batch_losses(model, xs, ys, nullcontext(), "cpu"), ref)
+                assert len(calls) == passes
     finally:
         torch.set_num_threads(n)
     assert ref.std() > 0  # the batches differ: a mix-up of their rows would show
 
 
-def test_estimate_and_whole_split_equal_one_pass_per_batch(data_dir):
+@pytest.mark.parametrize("stacked", [False, True])
+def test_estimate_and_whole_split_equal_one_pass_per_batch(data_dir, monkeypatch, stacked):
     """estimate_loss draws the batches nanoGPT's way (one generator, in order) and full_val_loss takes the
-    split's windows in order: both equal the per-batch loop they replace, bit for bit."""
+    split's windows in order: both equal the per-batch loop they replace, bit for bit, stacked (as on CUDA)
+    or not (CPU)."""
+    if stacked:
+        monkeypatch.setattr(tinygpt.train, "EVAL_TOKENS", {"cpu": 1 << 16})
     cfg = make_config("smoke", variant="soft_window", eval_iters=5)
     data = load_dataset(cfg.dataset)
     model = trained_looking("soft_window", "smoke")

@@ -53,33 +53,35 @@ def _ddp_setup(device):
     return rank, int(os.environ["WORLD_SIZE"]), device
 
 
-# Tokens per no-grad forward pass of an evaluation. On CUDA a small batch is launch-bound (the gpu preset's 200
-# batches of 16,384 tokens took a third of a run's FLOPs and more of its time), so 32 batches go in one pass.
-# On CPU (one thread) bigger passes measured no faster, so passes stay small there, where memory is scarcer.
+# Tokens per no-grad forward pass of an evaluation, per device type. On CUDA a small batch is launch-bound (the
+# gpu preset's 200 batches of 16,384 tokens, one pass each, were a third of a run's FLOPs and more of its time),
+# so up to 32 batches go in one pass. On CPU stacked passes measured no faster (one thread; results/bench/cpu_speed.md),
+# so a CPU pass holds one batch and takes the model's own loss, as before.
 EVAL_TOKENS = {"cuda": 1 << 19}
-EVAL_TOKENS_CPU = 1 << 14
 
 
 def batch_losses(model, xs, ys, ctx, device):
-    """[model(x, y)[1] for x, y in zip(xs, ys)], as a float32 CPU tensor, from a few stacked forward passes.
+    """[model(x, y)[1] for x, y in zip(xs, ys)], as a float32 CPU tensor, in a few stacked forward passes.
 
-    The batches are stacked into passes of up to EVAL_TOKENS tokens and each batch's loss is taken from its
-    rows of the logits, as the model takes it; on CPU that is bit for bit the per-batch loss
-    (tests/test_train.py), on CUDA equal to rounding (other kernels for other shapes).
+    Passes hold up to EVAL_TOKENS tokens, and each batch's loss is taken from its rows of the logits as the
+    model takes it; that is bit for bit the per-batch loss on CPU (tests/test_eval.py), on CUDA equal to
+    rounding (other kernels for other shapes).
     """
     B, T = xs[0].shape
-    most = max(1, EVAL_TOKENS.get(torch.device(device).type, EVAL_TOKENS_CPU) // (B * T))
+    most = EVAL_TOKENS.get(torch.device(device).type, 0) // (B * T)
     # passes of one size (a divisor of the count): a compiled kernel (the hard window's FlexAttention) then
     # compiles once for them, not again for a shorter last pass
-    per = max(d for d in range(1, min(most, len(xs)) + 1) if len(xs) % d == 0)
+    per = max(d for d in range(1, max(1, min(most, len(xs))) + 1) if len(xs) % d == 0)
     losses = []
     for i in range(0, len(xs), per):
         x, y = torch.cat(xs[i:i + per]).to(device), torch.cat(ys[i:i + per]).to(device)
         with ctx:
+            if per == 1:  # one batch a pass: the model's own loss, as nanoGPT's estimate_loss takes it
+                losses.append(model(x, y)[1])
+                continue
             logits = model(x)[0]
-        for j in range(0, len(x), B):
-            losses.append(F.cross_entropy(logits[j:j + B].reshape(-1, logits.size(-1)).float(),
-                                          y[j:j + B].reshape(-1), ignore_index=-1))
+        losses += [F.cross_entropy(logits[j:j + B].reshape(-1, logits.size(-1)).float(), y[j:j + B].reshape(-1),
+                                   ignore_index=-1) for j in range(0, len(x), B)]
     return torch.stack(losses).float().cpu()
 
 
