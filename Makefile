@@ -1,11 +1,13 @@
 # Two entry points for a fresh machine (see README):
 #   make book PRESET=cpu   install, prepare the data, execute every notebook, build the site
-#   make test              install, then run the test suite (what CI runs)
-# and one for readers: make lab (JupyterLab on working copies in work/).
+#   make test              install, then run the whole test suite (what CI runs)
+# one for readers: make lab (JupyterLab on working copies in work/); and the fast loop while working:
+#   make check             ruff, then the tests not marked slow (the installed .venv as it is)
 PRESET ?= cpu
 JOBS ?= 2
 VENV ?= .venv
 PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
 # CPU machines and CI: the CPU build of torch (an unpinned torch pulls a multi-GB CUDA build).
 TORCH ?= torch==2.13.0
 
@@ -17,6 +19,11 @@ install: $(PY)
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[book,dev,cluster]" selenium
 	-git config filter.strip-outputs.clean "$(PY) scripts/strip_outputs.py" && git config filter.strip-outputs.smudge cat
+	touch $(INSTALLED)
+
+# the fast loop does not re-run pip (half a minute even when nothing changed): once installed is enough
+$(INSTALLED):
+	$(MAKE) install
 
 data: install
 	$(VENV)/bin/tinygpt prepare shakespeare_char shakespeare_complete
@@ -33,8 +40,11 @@ lab: install
 test: install
 	$(PY) -m pytest -q
 
-lint: install
+lint: $(INSTALLED)
 	$(VENV)/bin/ruff check tinygpt tests notebooks scripts
+
+check: lint
+	$(PY) -m pytest -q -m "not slow"
 
 # What travels to the GPU device machine (git-ignored; docs/gpu.md): the notebook tool chain as
 # Python 3.12 wheels, and the raw texts (../shared does not travel).
@@ -46,4 +56,4 @@ device-data:
 	mkdir -p .rawdata && cp -r "$$TINYGPT_DATA_SOURCE"/tinyshakespeare "$$TINYGPT_DATA_SOURCE"/shakespeare_complete \
 		"$$TINYGPT_DATA_SOURCE"/SHA256SUMS .rawdata/ && chmod -R u+w .rawdata
 
-.PHONY: install data book lab test lint device-wheels device-data
+.PHONY: install data book lab test lint check device-wheels device-data

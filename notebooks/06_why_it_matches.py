@@ -58,7 +58,7 @@ from tinygpt.book import analysis, hypotheses, plots, plots_regime, probes, pros
 from tinygpt.book import prose_answer as answer
 from tinygpt.book.experiments import ensure_runs, load_run_model, results_root
 from tinygpt.book.notebook import environment
-from tinygpt.book.results import MATCH_WIDTH, load_histories, load_runs, main_table
+from tinygpt.book.results import MATCH_WIDTH, load_histories, load_runs
 from tinygpt.checkpoint import write_json
 from tinygpt.data import load_dataset
 
@@ -114,7 +114,7 @@ summary = {"preset": preset, "match_width": MATCH_WIDTH}
 # seed as a small dot.
 
 # %%
-runs, table = main_table(preset, root, n_seeds, baseline_seeds)
+runs, table = study.main_table(preset, root, n_seeds, baseline_seeds)
 summary["table"] = table.to_dict("records")
 display(prose.comparison_table(table))
 fig, ax = plt.subplots(figsize=(7.6, 0.45 * len(table) + 1.8))

@@ -9,13 +9,13 @@ The chapter itself loads the finished runs' JSON files (no checkpoints needed).
 """
 
 import argparse
-import multiprocessing as mp
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 
 from tinygpt.book import study
-from tinygpt.book.experiments import _worker, is_finished
+from tinygpt.book.executors import pinned_pool, submit_interruptible
+from tinygpt.book.experiments import Job, is_finished, train_job
 from tinygpt.checkpoint import read_json
 
 
@@ -50,10 +50,9 @@ def main():
         for r, rt in todo:
             print(f"  {r.name} seed{r.seed}{' (retrain)' if rt else ''}")
         return
-    threads = max(1, (os.cpu_count() or 1) // a.jobs)
     t0 = time.time()
-    with ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn")) as pool:
-        futs = {pool.submit(_worker, (r, rt, None, False, "cpu", threads)): r for r, rt in todo}
+    with pinned_pool(a.jobs) as pool:  # each run with the book's thread count; Ctrl-C stops the workers cleanly
+        futs = {submit_interruptible(pool, train_job, Job(r, rt, device="cpu")): r for r, rt in todo}
         for i, fut in enumerate(as_completed(futs), 1):
             r = futs[fut]
             try:

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import nbformat
 
+from tinygpt.files import atomic_write
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _copy(src, dst):
+    """shutil's copy, but whole or not at all: a copy cut short by Ctrl-C would be kept as the reader's own."""
+    atomic_write(dst, Path(src).read_bytes())
+    shutil.copystat(src, dst)
 
 
 def main(dest=ROOT / "work"):
@@ -23,11 +31,11 @@ def main(dest=ROOT / "work"):
             continue
         nb = nbformat.read(src, as_version=4)
         nb.metadata.get("jupytext", {}).pop("formats", None)  # no .py twin for a working copy
-        nbformat.write(nb, out)
+        atomic_write(out, (nbformat.writes(nb).rstrip("\n") + "\n").encode())  # as nbformat.write ends it
         print(f"copied {out.relative_to(ROOT)}")
     results = dest / "results"
     if (ROOT / "results").is_dir():
-        shutil.copytree(ROOT / "results", results, dirs_exist_ok=True,
+        shutil.copytree(ROOT / "results", results, dirs_exist_ok=True, copy_function=_copy,
                         ignore=lambda d, names: [n for n in names if (results / Path(d).relative_to(ROOT / "results")
                                                                       / n).is_file()])
     print(f"results: {results.relative_to(ROOT)} (TINYGPT_RESULTS); kernel: Python 3 (ipykernel) from {sys.prefix}")

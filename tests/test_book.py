@@ -6,13 +6,17 @@ kernel (papermill), so the notebooks are a few lines long.
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tinygpt import cli
+from tinygpt.book import execute, site
 from tinygpt.book import runner as book
-from tinygpt.book import site
 
 pytest.importorskip("papermill")
 nbformat = pytest.importorskip("nbformat")
@@ -51,6 +55,13 @@ def no_thread_env(monkeypatch):
     monkeypatch.delenv(book.THREADS_ENV, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def own_results(tmp_path, monkeypatch):
+    """A results folder of the test's own: `book run` checks and cleans the results folder before it starts."""
+    monkeypatch.setenv("TINYGPT_RESULTS", str(tmp_path / "results"))
+    return tmp_path / "results"
+
+
 def test_run_injects_parameters_keeps_sources_and_survives_a_failure(tmp_path, capsys, no_thread_env):
     src, out = tmp_path / "notebooks", tmp_path / "site"
     paths = [make_notebook(src, "01_first", CHECK_PRESET, REPORT),
@@ -73,7 +84,13 @@ def test_run_injects_parameters_keeps_sources_and_survives_a_failure(tmp_path, c
         nb = nbformat.read(out / f"{name}.ipynb", as_version=4)
         assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
         assert "formats" not in nb.metadata.get("jupytext", {})  # no .py twin for executed copies
+        # no absolute path of the machine that ran it: outside the repository, the names alone
+        assert (nb.metadata.papermill.input_path, nb.metadata.papermill.output_path) == (f"{name}.ipynb",) * 2
     assert "boom" in outputs_text(out / "02_broken.failed.ipynb")  # the failing copy is written beside it
+    assert nbformat.read(out / "02_broken.failed.ipynb", as_version=4).metadata.papermill.output_path == \
+        "02_broken.failed.ipynb"
+    from tinygpt.book.execute import repo_relative
+    assert repo_relative(book.REPO_ROOT / "book" / "01_baseline.ipynb") == "book/01_baseline.ipynb"
 
     printed = capsys.readouterr().out
     assert "02_broken  FAILED" in printed and "RuntimeError: boom" in printed and "second line" not in printed
@@ -96,6 +113,7 @@ def test_unknown_preset_fails_with_the_notebooks_message(tmp_path, no_thread_env
     assert book.run("nope", notebooks_dir=src, out_dir=out, progress=False) == 1
 
 
+@pytest.mark.slow
 def test_cli_jobs_2_runs_01_alone_then_the_rest_in_parallel(tmp_path, capsys, no_thread_env):
     src, out = tmp_path / "notebooks", tmp_path / "site"
     for name in ("01_first", "02_second", "03_third"):
@@ -247,6 +265,7 @@ def test_build_needs_a_book_folder(tmp_path):
         site.build(tmp_path)
 
 
+@pytest.mark.slow
 def test_pretrain_trains_what_the_chapters_ask_for(tmp_path, no_thread_env):
     """`book run --jobs N` trains the planned runs first; the chapter then finds every run finished."""
     import os
@@ -272,3 +291,210 @@ def test_n_seeds_true_is_rejected():
     for bad in (True, 0, 1.5):
         with pytest.raises(ValueError, match=r"parameter n_seeds must be a positive integer \(got " + repr(bad)):
             study.check_parameters("smoke", n_seeds=bad)
+
+
+# ---- long jobs: timeouts, a lost kernel, Ctrl-C, leftovers, bad folders
+
+def test_a_cell_that_never_returns_ends_in_bounded_time(tmp_path):
+    """The cell timeout ends it, naming the cell; the kernel watch, probing all along, does not take a busy
+    kernel for a lost one."""
+    src = make_notebook(tmp_path / "notebooks", "01_hangs", "import time\ntime.sleep(10 ** 6)")
+    t0 = time.monotonic()
+    res = execute.execute_notebook(src, tmp_path / "out", {"preset": "smoke"}, cell_timeout=5, probe_after=1, grace=1)
+    assert time.monotonic() - t0 < 90
+    assert res["status"] == "FAILED" and res["attempts"] == 1
+    assert res["error"] == "CellTimeout: cell 3 (`import time`) ran past the cell timeout (5 s); raise it with " \
+                           "--cell-timeout"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["01_hangs.failed.ipynb"]
+
+
+# the user's hang: the kernel finishes a cell but its reply never reaches papermill (kernel and client idle, forever)
+DROP_REPLY = """\
+import os
+kernel = get_ipython().kernel
+send = kernel.session.send
+def drop_reply(stream, msg_type, *args, **kwargs):
+    if msg_type == "execute_reply" and not os.path.exists(MARK):
+        open(MARK, "w").close()
+        kernel.session.send = send
+        return {"header": {}, "parent_header": {}, "metadata": {}, "content": {"status": "ok"}}
+    return send(stream, msg_type, *args, **kwargs)
+kernel.session.send = drop_reply"""
+
+
+@pytest.mark.parametrize("losses", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_a_kernel_that_stops_answering_is_found_and_run_once_more(tmp_path, capfd, losses):
+    mark = tmp_path / "mark"
+    src = make_notebook(tmp_path / "notebooks", "01_lost", f"MARK = {str(mark)!r}\n" + DROP_REPLY, "print('after')")
+    if losses == 2:  # the retry loses its reply too
+        src.write_text(src.read_text().replace("not os.path.exists(MARK)", "True"))
+    t0 = time.monotonic()
+    res = execute.execute_notebook(src, tmp_path / "out", {"preset": "smoke"}, cell_timeout=600, probe_after=1,
+                                   grace=5)  # a loaded machine may be slow to deliver the last outputs
+    assert time.monotonic() - t0 < 150  # not the cell timeout
+    lost = "KernelLost: the kernel finished cell 3 (`MARK = "
+    assert f"01_lost: {lost}" in capfd.readouterr().err  # reported when it happens, with the notebook and cell
+    assert res["attempts"] == 2
+    if losses == 1:
+        assert res["status"] == "ok" and "after" in outputs_text(tmp_path / "out" / "01_lost.ipynb")
+    else:
+        assert res["status"] == "FAILED" and res["error"].startswith(lost) and "reply never came" in res["error"]
+        assert (tmp_path / "out" / "01_lost.failed.ipynb").exists()
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background job's child inherits SIGINT ignored
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_and_sigterm_stop_book_run_cleanly(tmp_path, sig, code, word):
+    """Ctrl-C reaches the whole process group (the terminal's way), SIGTERM only the command (a scheduler's): either
+    way one line, the shell's exit code, no partial copies, no kernel left running."""
+    src, out = tmp_path / "notebooks", tmp_path / "site"
+    for name in ("01_first", "02_hangs", "03_hangs"):
+        make_notebook(src, name, f"import os\nopen({str(tmp_path / name)!r}, 'w').write(str(os.getpid()))\n"
+                                 + ("import time\ntime.sleep(10 ** 6)" if "hangs" in name else ""))
+    p = subprocess.Popen([sys.executable, "-m", "tinygpt", "book", "run", "--preset", "smoke", "--jobs", "2",
+                          "--notebooks-dir", str(src), "--out-dir", str(out), "--no-progress"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=default_sigint)
+    try:
+        deadline = time.monotonic() + 240
+        while not all((tmp_path / n).is_file() and (tmp_path / n).read_text() for n in ("02_hangs", "03_hangs")):
+            assert p.poll() is None and time.monotonic() < deadline, p.stderr.read() if p.poll() else "too slow"
+            time.sleep(0.2)
+        kernels = [int((tmp_path / n).read_text()) for n in ("02_hangs", "03_hangs")]
+        assert len(list(out.glob(".*.running.ipynb"))) == 2
+        os.killpg(p.pid, sig) if sig == signal.SIGINT else p.send_signal(sig)
+        _, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == code, stderr
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and "running over TCP" not in line]
+    assert len(lines) == 2 and lines[0].startswith("01_first: ok in ") and lines[1] == f"tinygpt book: {word}", stderr
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    deadline = time.monotonic() + 20  # init reaps the orphaned kernels
+    while any(alive(pid) for pid in kernels) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in kernels)
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_leftovers_of_a_killed_run_are_cleaned_before_the_next(tmp_path, own_results):
+    """Partial copies, temporary files and lock-only run folders that no process holds go; a live one stays."""
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / ".01_baseline.ipynb.x1.running.ipynb").write_text("{}")
+    run = own_results / "smoke" / "baseline" / "seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / ".ckpt.pt.x2.tmp").write_bytes(b"half a checkpoint")
+    (own_results / "smoke" / "bad" / "seed0").mkdir(parents=True)
+    (own_results / "smoke" / "bad" / "seed0" / ".lock").write_text("")
+    hold = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom tinygpt.files import folder_lock\n"
+                             "with folder_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)",
+                             str(own_results / "smoke" / "live" / "seed0")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert hold.stdout.readline() == "held\n"
+        later = time.time() + 1
+        old = time.time() - 60
+        for p in [out / ".01_baseline.ipynb.x1.running.ipynb", run / ".ckpt.pt.x2.tmp",
+                  own_results / "smoke" / "bad" / "seed0" / ".lock", own_results / "smoke" / "bad" / "seed0"]:
+            os.utime(p, (old, old))  # made before this process started
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("tinygpt.files.PROCESS_START", later)
+            assert book.before_run("smoke", out) == 3
+        assert not list(out.iterdir())
+        assert sorted(p.name for p in run.iterdir()) == ["config.json"]
+        assert sorted(p.name for p in (own_results / "smoke").iterdir()) == ["baseline", "live"]  # bad/ went
+        assert (own_results / "smoke" / "live" / "seed0" / ".lock").exists()  # a live process holds it
+    finally:
+        hold.kill()
+        hold.wait()
+
+
+def test_the_run_log_records_the_presets_device(tmp_path, monkeypatch):
+    """The smoke preset runs on the CPU even where CUDA is there: the log must say so."""
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Imaginary GPU")
+    result = dict(notebook="01_a", status="ok", seconds=1.0, started_at="2026", error="", kernel="python3")
+    log = json.loads(book.write_run_log([result], "smoke", out_dir=tmp_path).read_text())
+    assert log["notebooks"]["01_a"]["device"].startswith("cpu (")
+    log = json.loads(book.write_run_log([result], "gpu", out_dir=tmp_path).read_text())
+    assert log["notebooks"]["01_a"]["device"] == "cuda (Imaginary GPU)"
+
+
+def book_run(capsys, tmp_path, *argv):
+    src = tmp_path / "notebooks"
+    if not src.exists():
+        make_notebook(src, "01_first", CHECK_PRESET)
+    rc = cli.main(["book", "run", "--preset", "smoke", "--notebooks-dir", str(src), "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, err.strip().splitlines()[-1]
+
+
+def test_out_dir_that_is_a_file_or_unwritable(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    rc, line = book_run(capsys, tmp_path, "--out-dir", str(tmp_path / "file"))
+    assert rc == 2 and line == f"tinygpt book: error: --out-dir {tmp_path / 'file'} is a file, not a folder: " \
+                               "choose a folder path"
+    rc, line = book_run(capsys, tmp_path, "--out-dir", str(tmp_path / "file" / "sub"))
+    assert rc == 2 and line == f"tinygpt book: error: cannot write to --out-dir {tmp_path / 'file' / 'sub'} (a file " \
+                               "is in the way): choose a folder you can write to"
+    monkeypatch.setattr(book.os, "access", lambda *a: False)  # as a read-only file system answers (even root)
+    rc, line = book_run(capsys, tmp_path, "--out-dir", str(tmp_path / "ro"))
+    assert rc == 2 and line == f"tinygpt book: error: cannot write to --out-dir {tmp_path / 'ro'} (Permission " \
+                               "denied): choose a folder you can write to"
+
+
+def test_corrupt_results_stop_the_book_before_it_starts_naming_the_file(tmp_path, capsys, own_results):
+    run = own_results / "smoke" / "baseline" / "seed1"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text('{"best_val_loss": ')
+    rc, line = book_run(capsys, tmp_path, "--out-dir", str(tmp_path / "site"))
+    assert rc == 2 and line.startswith(f"tinygpt book: error: 1 corrupt run file(s): {run / 'metrics.json'} (not JSON:")
+    assert line.endswith(f"Delete the run folder(s) ({run}): the book trains them again")
+    assert not list((tmp_path / "site").glob("*.ipynb"))  # nothing ran
+
+
+def test_results_folder_that_is_a_file_is_refused_at_once(tmp_path, capsys, monkeypatch):
+    (tmp_path / "results.txt").write_text("x")
+    monkeypatch.setenv("TINYGPT_RESULTS", str(tmp_path / "results.txt"))
+    rc, line = book_run(capsys, tmp_path, "--out-dir", str(tmp_path / "site"))
+    assert rc == 2 and line == f"tinygpt book: error: TINYGPT_RESULTS='{tmp_path / 'results.txt'}' is a file, not a " \
+                               "folder: it sets the run store's folder (default: results/); fix it or unset it"
+    assert not (tmp_path / "site").exists()
+
+
+@pytest.mark.parametrize("name, value, why", [
+    ("TINYGPT_TORCH_THREADS", "abc", "must be a whole number ≥ 1"),
+    ("TINYGPT_EXECUTOR", "bogus", "must be local or ray"),
+    ("TINYGPT_GPUS_PER_RUN", "-1", "must be a number ≥ 0"),
+    ("TINYGPT_RAY_CPUS", "0", "must be a whole number ≥ 1"),
+])
+def test_bad_environment_variables_are_named_where_the_command_starts(tmp_path, capsys, monkeypatch, name, value, why):
+    monkeypatch.setenv(name, value)
+    rc, line = book_run(capsys, tmp_path, "--out-dir", str(tmp_path / "site"))
+    assert rc == 2 and line.startswith(f"tinygpt book: error: {name}={value!r} {why}: it sets ")
+    assert line.endswith("; fix it or unset it")
+    assert not (tmp_path / "site").exists()  # before anything ran
+
+
+def test_cell_timeout_option(capsys, tmp_path):
+    assert book.cell_timeout_of("smoke") == 900 and book.cell_timeout_of("cpu") == 12 * 3600
+    assert book.cell_timeout_of("smoke", 30) == 30
+    rc, line = book_run(capsys, tmp_path, "--cell-timeout", "0", "--out-dir", str(tmp_path / "site"))
+    assert rc == 2 and line == "tinygpt book: error: --cell-timeout must be a number of seconds > 0 (got 0.0)"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tinygpt import data
+from tinygpt import rawdata as data  # the raw texts' sums, URLs and timeouts live there
 from tinygpt.data import DataError, load_dataset, prepare
 
 SOURCE = Path(os.environ.get("TINYGPT_DATA_SOURCE") or Path(__file__).resolve().parents[1].parent / "shared" / "data")

@@ -39,10 +39,16 @@ def test_the_check_sees_an_import(tmp_path):
 
 
 def test_public_api_stays():
-    for name in ("GPT", "GPTConfig", "make_config", "VARIANTS", "capture", "load"):
-        assert hasattr(tinygpt, name)
-    from tinygpt.train import train
-    assert callable(train)
+    """The names the README and the notebooks use, each the object of its home module, train() with its arguments."""
+    import importlib
+    import inspect
+
+    from tinygpt import train
+    homes = {"GPT": "model", "GPTConfig": "model", "make_config": "presets", "VARIANTS": "variants",
+             "load": "checkpoint", "capture": "capture"}
+    for name, home in homes.items():
+        assert getattr(tinygpt, name) is getattr(importlib.import_module(f"tinygpt.{home}"), name), name
+    assert list(inspect.signature(train.train).parameters) == ["cfg", "out_dir", "resume", "progress", "stop_at", "log"]
 
 
 def test_lab_finds_the_repository(monkeypatch):
@@ -52,3 +58,73 @@ def test_lab_finds_the_repository(monkeypatch):
     assert (repo_root() / "pyproject.toml").exists()
     assert results_root() == repo_root() / "results"
     assert NOTEBOOKS_DIR == repo_root() / "notebooks" and BOOK_DIR == repo_root() / "book"
+
+
+def import_graph(package=CORE):
+    """{module: modules of the package it imports}, lazy imports inside functions included; `from . import x`
+    is an edge to module x when x is one, else to the package's __init__ (which imports its own modules)."""
+    def name(path):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    modules = {name(p): p for p in package.rglob("*.py")}
+    graph = {}
+    for mod, path in modules.items():
+        here = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = ".".join(here[:len(here) - node.level + 1] + [node.module] if node.module else
+                                here[:len(here) - node.level + 1]) if node.level else node.module
+                for alias in node.names:
+                    edges.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+            elif isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names}
+        graph[mod] = {e for e in edges if e in modules and e != mod}
+    return graph
+
+
+def cycles(graph):
+    """Every import cycle found by a depth-first search, as [a, b, …, a]."""
+    found, state, stack = [], {}, []
+
+    def visit(u):
+        state[u] = "open"
+        stack.append(u)
+        for v in sorted(graph[u]):
+            if state.get(v) == "open":
+                found.append(stack[stack.index(v):] + [v])
+            elif v not in state:
+                visit(v)
+        stack.pop()
+        state[u] = "done"
+
+    for u in sorted(graph):
+        if u not in state:
+            visit(u)
+    return found
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    assert graph["tinygpt.book.experiments"] >= {"tinygpt.book.executors", "tinygpt.files"}
+    assert not cycles(graph), cycles(graph)
+
+
+def test_the_cycle_check_sees_a_lazy_cycle(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from .a import f\n")
+    (pkg / "sub" / "a.py").write_text("from .b import g\ndef f():\n    pass\n")
+    (pkg / "sub" / "b.py").write_text("def g():\n    from .a import f\n")
+    (pkg / "sub" / "c.py").write_text("from . import nothing_of_the_kind\n")  # the package itself: sub -> a -> …
+    graph = import_graph(pkg)
+    assert graph["pkg.sub.c"] == {"pkg.sub"}
+    assert cycles(graph) == [["pkg.sub.a", "pkg.sub.b", "pkg.sub.a"]]
+
+
+def test_modules_stay_nanogpt_sized():
+    long = {str(p.relative_to(CORE)): n for p in CORE.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450}
+    assert not long, long

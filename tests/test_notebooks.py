@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-SMOKE_SECONDS = 60  # the target for one chapter at the smoke preset on a 2-core CPU
+SMOKE_SECONDS = 150  # a smoke chapter takes 10-50 s on a quiet 2-core VM; this only catches a preset that grew
 
 
 def test_there_are_seven_chapters():

@@ -1,46 +1,22 @@
-"""Atomic files and checkpoints, in nanoGPT's layout so that either program's files load here.
+"""Checkpoints, in nanoGPT's layout so that either program's files load here.
 
 A checkpoint is a dict with `model` (state dict), `model_args` (GPTConfig fields), `iter_num`,
 `best_val_loss` and `config`; ours add the optimizer and RNG states needed to resume bit for bit.
+The run folder's other files (atomic writes, JSON, the folder lock) come from files.py.
 """
 
-import fcntl
-import json
-import os
-import signal
-import tempfile
-import threading
-from contextlib import contextmanager
+import io
 from pathlib import Path
 
 import torch
 
+from .files import FolderBusy, atomic_write, folder_lock, read_json, write_json  # noqa: F401 (the run folder's API)
 from .model import GPT, GPTConfig
+from .signals import deferred_interrupt
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used, with the reason and what to do."""
-
-
-class FolderBusy(ValueError):
-    """Another process holds a run folder's lock."""
-
-
-@contextmanager
-def folder_lock(folder):
-    """Hold folder/.lock (an fcntl lock, released when the process dies) or fail at once if another holds it."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FolderBusy(f"{folder} is in use by another run (it holds {folder / '.lock'}); wait for it to "
-                             "finish or choose another folder") from None
-        try:
-            yield folder
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _text_kind(path):
@@ -56,65 +32,13 @@ def _text_kind(path):
     return "a JSON file" if text.lstrip()[:1] in ("{", "[") else "a text file"
 
 
-@contextmanager
-def deferred_interrupt():
-    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it as it would have been.
-
-    A KeyboardInterrupt raised inside torch.save's zip writer surfaces as a RuntimeError from its
-    cleanup, and one between two files of an evaluation leaves them out of step; writes are short,
-    so the interrupt waits for them. Only the main thread can install handlers; nested blocks defer to the outer.
-    """
-    previous = signal.getsignal(signal.SIGINT)
-    if (previous is None or threading.current_thread() is not threading.main_thread()
-            or getattr(previous, "_defers", False)):  # None: a handler not set from Python, which we cannot restore
-        yield
-        return
-    caught = []
-
-    def hold(signum, frame):
-        caught.append(frame)
-    hold._defers = True
-    signal.signal(signal.SIGINT, hold)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught:
-            if callable(previous):
-                previous(signal.SIGINT, caught[0])
-            elif previous == signal.SIG_DFL:
-                raise KeyboardInterrupt
-
-
-def _atomic(path, write):
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with deferred_interrupt():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; run folders are meant to be shared and read
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-
-def write_json(path, obj):
-    _atomic(path, lambda f: f.write((json.dumps(obj, indent=1) + "\n").encode()))
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
 def save_checkpoint(path, ckpt):
-    _atomic(path, lambda f: torch.save(ckpt, f))
+    # serialised in memory first: a failing file write inside torch's zip writer surfaces as an opaque
+    # RuntimeError ("unexpected pos"); a plain write fails with the OSError (disk full) that says why
+    with deferred_interrupt():  # a KeyboardInterrupt inside the zip writer would also end as a RuntimeError
+        buf = io.BytesIO()
+        torch.save(ckpt, buf)
+        atomic_write(path, buf.getbuffer())
 
 
 def read_checkpoint(path, map_location="cpu", trusted=False):

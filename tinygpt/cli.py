@@ -33,23 +33,23 @@ def _train_command(args, out, *flags):
     return shlex.join(["tinygpt", "train", "--preset", args.preset, *sets, "--out", str(out), *flags])
 
 
-def _interrupted(args, out):
-    """One line: where the last checkpoint is and the command that continues from it."""
+def _resume_hint(args, out):
+    """Where the last checkpoint is and the command that continues from it (or starts again)."""
     if not (out / "ckpt.pt").is_file():
-        return (f"tinygpt train: interrupted before the first checkpoint; start again with: "
-                f"{_train_command(args, out, '--overwrite')}")
+        return f"no checkpoint was written; start again with: {_train_command(args, out, '--overwrite')}"
     try:
-        from .checkpoint import read_json
+        from .files import read_json
         at = f" (iter {read_json(out / 'history.json')['evals'][-1]['iter']})"
     except (OSError, ValueError, KeyError, IndexError):
         at = ""
-    return (f"tinygpt train: interrupted; the last checkpoint is {out / 'ckpt.pt'}{at}; continue with: "
-            f"{_train_command(args, out, '--resume')}")
+    return f"the last checkpoint is {out / 'ckpt.pt'}{at}; continue with: {_train_command(args, out, '--resume')}"
 
 
 def cmd_train(args):
     from .checkpoint import folder_lock
     from .device import resolve_device
+    from .files import WriteFailed
+    from .signals import exit_code, terminated
     from .train import train
     cfg = presets.make_config(args.preset, **presets.parse_overrides(args.set))
     resolve_device(cfg.device)  # a bad device fails before anything is written
@@ -79,9 +79,14 @@ def cmd_train(args):
                 (out / name).unlink(missing_ok=True)
         try:
             train(cfg, out, resume=args.resume, progress=not args.no_progress)
-        except KeyboardInterrupt:
-            print(("\n" if not args.no_progress else "") + _interrupted(args, out), file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the files are whole; say how to go on
+            how = "terminated" if terminated(e) else "interrupted"
+            print(("\n" if not args.no_progress else "") + f"tinygpt train: {how}; {_resume_hint(args, out)}",
+                  file=sys.stderr)
+            return exit_code(e)
+        except WriteFailed as e:  # disk full, read-only: the last good checkpoint is intact
+            print(f"tinygpt train: error: {e}; then {_resume_hint(args, out)}", file=sys.stderr)
+            return 2
 
 
 def cmd_sample(args):
@@ -203,21 +208,27 @@ def build_parser():
 
 
 def main(argv=None):
+    from .signals import sigterm_raises
     args = build_parser().parse_args(argv)
-    from .data import absolute_path_env
+    from .environ import absolute_path_env
     old = absolute_path_env()  # a relative TINYGPT_DATA_SOURCE means "from here", also for kernels and workers
     try:
-        return _run(args)
+        with sigterm_raises():  # a scheduler's SIGTERM ends a command as Ctrl-C does (exit 143)
+            return _run(args)
     finally:  # main() called in-process (tests) leaves the environment as it found it
         os.environ.update(old)
 
 
 def _run(args):
+    from .environ import check
+    from .signals import exit_code, terminated
     try:
+        check()  # every TINYGPT_* variable, before anything starts: a kernel or a worker would fail far from here
         return args.fn(args) or 0
-    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's code for SIGINT, no traceback
-        print(f"\ntinygpt {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: one line, the shell's code for the signal, no traceback
+        print(f"\ntinygpt {args.command}: {'terminated' if terminated(e) else 'interrupted'}",
+              file=sys.stderr)
+        return exit_code(e)
     except (ValueError, KeyError, TypeError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"tinygpt {args.command}: error: {msg}", file=sys.stderr)

@@ -5,6 +5,7 @@
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from .model import GPTConfig
@@ -34,6 +35,9 @@ class TrainConfig:
     device: str = "auto"  # auto: cuda if available, else cpu
     dtype: str = "auto"  # auto: bfloat16 autocast on CUDA where supported, float32 elsewhere
     compile: bool = False
+    # torch threads on CPU: part of the run, since float sums split over other thread counts round
+    # differently. 0: this process's count, recorded as resolved when training starts.
+    threads: int = 0
 
     def __post_init__(self):
         for name in ("batch_size", "gradient_accumulation_steps", "max_iters", "eval_interval", "eval_iters"):
@@ -41,11 +45,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be ≥ 1 (got {getattr(self, name)})")
         if not 0 < self.data_fraction <= 1:
             raise ValueError(f"data_fraction must be in (0, 1] (got {self.data_fraction})")
-        for name in ("weight_decay", "grad_clip", "warmup_iters", "lr_decay_iters"):  # `not >=` also catches NaN
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be ≥ 0 (got {getattr(self, name)})")
-        if self.learning_rate <= 0 or self.min_lr < 0:
-            raise ValueError("learning_rate must be positive and min_lr non-negative")
+        for name in ("weight_decay", "grad_clip", "warmup_iters", "lr_decay_iters", "threads"):
+            if not 0 <= getattr(self, name) < math.inf:  # also refuses NaN
+                raise ValueError(f"{name} must be a finite number ≥ 0 (got {getattr(self, name)})")
+        for name in ("learning_rate", "min_lr"):  # inf or NaN would only show as a diverged loss
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a finite number > 0 (got {getattr(self, name)})")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1) (got {getattr(self, name)})")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16 (got {self.dtype!r})")
 

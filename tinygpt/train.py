@@ -186,12 +186,17 @@ class _Session:
 
 def _setup(cfg, out_dir, resume, log):
     """Model, optimizer, data and RNGs from cfg; with resume, every state from out_dir/ckpt.pt."""
+    ckpt_path = out_dir / "ckpt.pt"
+    ckpt = read_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     device = resolve_device(cfg.device)
     rank, world, device = _ddp_setup(device)
     data = load_dataset(cfg.dataset)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.vocab_size))
+    saved_threads = (ckpt or {}).get("config", {}).get("threads")  # 0 (auto) resumes with the run's own count
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=data.vocab_size),
+                              threads=cfg.threads or saved_threads or torch.get_num_threads())
     data.check_block_size(cfg.model.block_size, fraction=cfg.data_fraction)
     ctx, dtype = autocast_context(device, cfg.dtype)
+    torch.set_num_threads(cfg.threads)
     if device == "cpu":
         flush_denormals()  # far keys' weights are denormal: the flash backward slows down several-fold on them
         keep_freed_memory()  # no page faults on the step's every fresh tensor (cpu preset: the step 0.93×)
@@ -204,16 +209,17 @@ def _setup(cfg, out_dir, resume, log):
     gen = torch.Generator().manual_seed(cfg.seed + rank)  # batch draws (dropout uses the global RNG)
     torch.manual_seed(cfg.seed + rank)
     s = _Session(cfg, out_dir, device, rank, world, data, ctx, dtype, model, optimizer, scaler, gen)
-    if resume and s.ckpt_path.exists():
-        _resume(s, log)
+    if ckpt is not None:
+        _resume(s, ckpt, log)
     elif s.master:
         write_json(out_dir / "config.json", cfg.to_dict())
     return s
 
 
-def _resume(s, log):
-    ckpt = read_checkpoint(s.ckpt_path, map_location=s.device)
-    saved, cfg = TrainConfig.from_dict(ckpt["config"]), s.cfg
+def _resume(s, ckpt, log):
+    saved, cfg = dict(ckpt["config"]), s.cfg
+    saved.setdefault("threads", cfg.threads)  # checkpoints from before the field: their count was not recorded
+    saved = TrainConfig.from_dict(saved)
     if saved != cfg:
         old, new = saved.to_dict(), cfg.to_dict()
         old, new = {**old.pop("model"), **old}, {**new.pop("model"), **new}  # name model fields, not "model"
@@ -231,6 +237,25 @@ def _resume(s, log):
         s.gen.manual_seed(cfg.seed + s.rank + 7919 * s.iter_num)
         torch.manual_seed(cfg.seed + s.rank + 7919 * s.iter_num)
     log(f"resumed {s.out_dir} at iter {s.iter_num}")
+    if s.master:
+        _restore_json(s, log)
+
+
+def _restore_json(s, log):
+    """config.json and history.json as the checkpoint describes them: a file that is missing, corrupt or
+    out of step (a kill between the checkpoint and its history) is rewritten, so that a resumed run never
+    reports success over a broken file."""
+    cfg = s.cfg.to_dict()
+    want = {"config.json": cfg, "history.json": {"evals": s.history, "best_val_loss": s.best_val, "config": cfg}}
+    for name, content in want.items():
+        try:
+            ok = read_json(s.out_dir / name) == content
+            why = "out of step with the checkpoint"
+        except (OSError, ValueError) as e:
+            ok, why = False, "missing" if isinstance(e, FileNotFoundError) else "corrupt"
+        if not ok:
+            write_json(s.out_dir / name, content)
+            log(f"rewrote {s.out_dir / name} from the checkpoint (it was {why})")
 
 
 def _evaluate_and_checkpoint(s, lr, train_seconds, steps, elapsed):
@@ -328,8 +353,17 @@ def train(cfg: TrainConfig, out_dir, resume=False, progress=True, stop_at=None, 
 
     resume: continue from out_dir/ckpt.pt; the result equals an uninterrupted run.
     stop_at: return after this many iterations, as if the run had been killed (tests, time boxes).
+    The run's thread count (cfg.threads) holds while it trains; the caller's comes back afterwards.
     """
-    s = _setup(cfg, Path(out_dir), resume, log)
+    threads = torch.get_num_threads()
+    try:
+        return _train(cfg, Path(out_dir), resume, progress, stop_at, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg, out_dir, resume, progress, stop_at, log):
+    s = _setup(cfg, out_dir, resume, log)
     cfg, model = s.cfg, s.raw_model
     path = step_path(cfg, s.device, s.world, s.dtype)  # TINYGPT_STEP, else the config (step.py)
     if path.note:

@@ -43,8 +43,9 @@ def add_parser(subparsers, handler):
     r.add_argument("--notebooks", nargs="+", metavar="NAME",
                    help="run only these notebooks, by prefix or name: 01 03, 02_query_windows (default: all)")
     r.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="parallel work: first every training run the chapters plan, N processes at a time "
-                        "(CPUs // N threads each), then up to N notebooks at once (TINYGPT_TORCH_THREADS = CPUs // N), "
+                   help="parallel work: first every training run the chapters plan, N processes at a time (one "
+                        "torch thread each, the runs' own count, so results do not depend on N), then up to N "
+                        "notebooks at once (TINYGPT_TORCH_THREADS = CPUs // N for their kernels), "
                         "a conclusions notebook last (it reads theirs). With N = 1 (default) or --set retrain=True "
                         "each notebook trains its own runs, 01 first (the others reuse its baseline)")
     r.add_argument("--executor", choices=["local", "ray"], default=None,
@@ -54,6 +55,10 @@ def add_parser(subparsers, handler):
     r.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
                    help="with --executor ray: GPUs each run reserves; 0.25 packs four runs per GPU (default: 1 where "
                         "the cluster has GPUs, else 0)")
+    r.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                   help="seconds any one cell may run before its notebook fails, naming the cell (default: the "
+                        "preset's, far above its longest cell: smoke 900, cpu and gpu 43200). A kernel that stops "
+                        "answering is found within minutes regardless, and its notebook run once more")
     r.add_argument("--kernel", metavar="NAME",
                    help="Jupyter kernel to execute with (default: each notebook's own kernelspec, else python3)")
     r.add_argument("--out-dir", metavar="DIR",
@@ -92,7 +97,7 @@ def main(args):
         return run(args.preset, select=args.notebooks, jobs=args.jobs, kernel=args.kernel,
                    overrides=parse_sets(args.set), notebooks_dir=args.notebooks_dir, out_dir=args.out_dir,
                    progress=not args.no_progress, log_output=args.log_output, executor=args.executor,
-                   gpus_per_run=args.gpus_per_run)
+                   gpus_per_run=args.gpus_per_run, cell_timeout=args.cell_timeout)
     if args.book_command == "build":
         return build(args.book_dir, all_pages=args.all_pages, strict=args.strict, quiet=args.quiet)
     raise ValueError(f"unknown book command {args.book_command!r}")

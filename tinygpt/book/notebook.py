@@ -6,6 +6,7 @@ import platform
 
 import torch
 
+from .. import environ
 from ..device import resolve_device
 
 
@@ -15,7 +16,7 @@ def environment(device="auto"):
     The preset comes from `book run` (TINYGPT_PRESET), which also records each page's wall time in
     its metadata ("tinygpt_run") and in the run log.
     """
-    threads = int(os.environ.get("TINYGPT_TORCH_THREADS", 0))
+    threads = environ.get("TINYGPT_TORCH_THREADS")  # names the variable when its value is bad
     if threads:
         torch.set_num_threads(threads)
     device = resolve_device(device)

@@ -155,18 +155,3 @@ def compare(runs, baseline="baseline", metric=METRIC, width=MATCH_WIDTH):
     out = judge(out, lo="ci_lo", hi="ci_hi", width=width)
     order = [baseline] + [t for t in out.tag if t != baseline]
     return out.set_index("tag").loc[order].reset_index()
-
-
-def main_table(preset, root=None, n_seeds=None, baseline_seeds=None):
-    """The scale's main table: every variant and control against the baseline, one family for Holm.
-
-    Chapters 02–04 show their rows of it, so that a variant gets one verdict on every page. Seeds beyond
-    n_seeds (baseline_seeds for the baseline) are left out where given; runs not trained yet are absent.
-    """
-    from .study import ALL_NAMES
-    runs = load_runs(preset, root, tags={"baseline", *ALL_NAMES})
-    if runs.empty:
-        return runs, runs
-    limit = [baseline_seeds if t == "baseline" else n_seeds for t in runs.tag]
-    runs = runs[[lim is None or s < lim for s, lim in zip(runs.seed, limit)]].reset_index(drop=True)
-    return runs, compare(runs)

@@ -1,68 +1,90 @@
-"""`tinygpt book`: execute the book's notebooks with papermill, then render them with Jupyter Book.
+"""`tinygpt book run`: execute the book's notebooks (execute.py runs each), many at a time, and log it.
 
     tinygpt book run --preset cpu                       # notebooks/*.ipynb -> book/*.ipynb, executed
     tinygpt book run --preset gpu --notebooks 01 03 --jobs 2 --set retrain=True
-    tinygpt book build                                  # book/ -> book/_build/html; executes nothing
 
-Execution and rendering are separate steps. `run` never modifies the sources in notebooks/: it
-writes executed copies into book/ (atomically; a failed notebook goes to <name>.failed.ipynb and
-never replaces a good copy) and records the timing of each notebook in book/_run_log.json. A preset
-other than the published book's (cpu) goes to build/book-<preset>/ instead. `build` renders the
-executed copies there, and refuses a book whose chapters mix presets or, in book/, are smoke runs.
+`run` never modifies the sources in notebooks/: it writes executed copies into book/ (atomically; a
+failed notebook goes to <name>.failed.ipynb and never replaces a good copy) and records the timing
+of each notebook in book/_run_log.json. A preset other than the published book's (cpu) goes to
+build/book-<preset>/ instead. Rendering is site.py's (`book build`).
 
-The functions below take `notebooks_dir` and `out_dir` / `book_dir` arguments (default: the
-repository's notebooks/ and book/), so that tests and scripts can point them elsewhere:
+Before anything runs, the output folder and the results folder are checked (folders this process
+can write to; every run's JSON readable), and what an earlier, killed run left is removed: partial
+copies (.<name>.*.running.ipynb), temporary files and run folders holding only a lock, where no live
+process holds them (files.py).
+
+The functions below take `notebooks_dir` and `out_dir` arguments (default: the repository's
+notebooks/ and book/), so that tests and scripts can point them elsewhere:
 
     find_notebooks(notebooks_dir=None, select=None) -> [Path]     # select by prefix: "01", "02_query"
     parse_sets(["lr=1e-3", "variant=soft_window"]) -> {"lr": 0.001, "variant": "soft_window"}
-    execute_notebook(src, out_dir, parameters, kernel=None, cwd=None, threads=None) -> result dict
     stages(paths) -> [[01…], [chapters], [conclusions]]              # the order notebooks run in
     run_notebooks(preset, select=None, jobs=1, ...) -> [result dict]   # the work of `book run`
-    format_summary(results) -> str; write_run_log(results, preset, out_dir=None, ...) -> Path
+    format_summary(results) -> str; write_run_log(results, preset, out_dir, ...) -> Path   (runlog.py)
     run(preset, ...) -> exit code                        # run_notebooks + summary table + run log
-    build(book_dir=None, ...) -> exit code               # jupyter-book build, offline
-
-This module is also a small Sphinx extension (book/_config.yml loads it): math in the book is
-converted to MathML at build time (latex2mathml), which browsers render natively, so that the
-site needs no MathJax from a CDN and reads the same offline.
 """
 
 from __future__ import annotations
 
 import ast
-import datetime
-import json
 import os
-import platform
 import shutil
 import sys
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
+
+from .. import environ
+from ..files import clean_debris
+from .execute import THREADS_ENV, env_vars, execute_notebook, first_line, now
+from .runlog import RUN_LOG, cpu_count, format_summary, published_preset, write_run_log  # noqa: F401 (API)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 BOOK_DIR = REPO_ROOT / "book"
-RUN_LOG = "_run_log.json"
-THREADS_ENV = "TINYGPT_TORCH_THREADS"
-DEFAULT_KERNEL = "python3"
-PUBLISHED_PRESET = "cpu"  # the committed book/ is executed at this preset (its _run_log.json's "preset")
-
-
-def published_preset(book_dir=None):
-    """The preset the published book folder holds: its run log's "preset", else PUBLISHED_PRESET."""
-    try:
-        return json.loads((Path(book_dir or BOOK_DIR) / RUN_LOG).read_text(encoding="utf-8")).get("preset") \
-            or PUBLISHED_PRESET
-    except (OSError, ValueError, AttributeError):
-        return PUBLISHED_PRESET
+# Seconds a cell may run (`--cell-timeout` overrides): far above the longest cell a preset has (a
+# chapter that trains its runs itself, --set retrain=True, on a slow machine), so that only a hang reaches it
+CELL_TIMEOUTS = {"smoke": 15 * 60, "cpu": 12 * 3600, "gpu": 12 * 3600}
 
 
 def default_out_dir(preset):
     """book/ for the published preset; build/book-<preset>/ for any other, so that a smoke run never
     replaces the published chapters."""
-    return BOOK_DIR if preset == published_preset() else REPO_ROOT / "build" / f"book-{preset}"
+    return BOOK_DIR if preset == published_preset(BOOK_DIR) else REPO_ROOT / "build" / f"book-{preset}"
+
+
+def cell_timeout_of(preset, seconds=None):
+    """The cell timeout of a run: `seconds` if given, else the preset's (the longest for an unknown one)."""
+    if seconds is not None:
+        if not 0 < seconds < float("inf"):
+            raise ValueError(f"--cell-timeout must be a number of seconds > 0 (got {seconds})")
+        return float(seconds)
+    return float(CELL_TIMEOUTS.get(preset, max(CELL_TIMEOUTS.values())))
+
+
+def check_out_dir(out_dir, option="--out-dir"):
+    """The folder executed copies go to must be a folder this process can write to (or can make); makes nothing."""
+    out_dir = Path(out_dir).absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{option} {out_dir} is a file, not a folder: choose a folder path")
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    why = "a file is in the way" if not existing.is_dir() else None if os.access(existing, os.W_OK) else \
+        "Read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "Permission denied"
+    if why:
+        raise ValueError(f"cannot write to {option} {out_dir} ({why}): choose a folder you can write to")
+    return out_dir
+
+
+def before_run(preset, out_dir, root=None):
+    """What `book run` checks and cleans before anything runs: the output folder and the results folder
+    (`root`, the notebooks' out_dir) must be folders this process can write to, every run file of the
+    preset must be valid JSON; partial copies, temporary files and lock-only run folders that a killed
+    run left (no live process holds them) go. Returns how many leftovers went."""
+    from .experiments import check_results_root, check_run_files, sweep_results
+
+    check_out_dir(out_dir)
+    check_results_root(root)
+    check_run_files(preset, root)
+    return len(clean_debris(out_dir)) + sweep_results(root)
 
 
 def check_overrides(paths, overrides):
@@ -129,15 +151,6 @@ def parse_sets(items):
     return out
 
 
-def notebook_kernel(path):
-    """The kernel a notebook asks for (its metadata's kernelspec), else python3."""
-    try:
-        meta = json.loads(Path(path).read_text(encoding="utf-8")).get("metadata", {})
-        return meta.get("kernelspec", {}).get("name") or DEFAULT_KERNEL
-    except (OSError, ValueError, AttributeError):
-        return DEFAULT_KERNEL
-
-
 def stale_twin(path):
     """A message if the notebook's jupytext twin (same name, .py) holds different code, else None.
 
@@ -162,121 +175,7 @@ def stale_twin(path):
     return None
 
 
-# ------------------------------------------------------------------------------- executing one
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _first_line(exc):
-    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
-    text = f"{ename}: {evalue}" if ename else f"{type(exc).__name__}: {exc}"
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
-def _chmod_like_new_file(path):
-    """mkstemp makes 0600 files; give the temporary the mode an ordinary new file would get (umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-@contextmanager
-def _environ(**values):
-    """Set environment variables (None: leave as is) for the duration of the block."""
-    old = {k: os.environ.get(k) for k in values}
-    try:
-        for k, v in values.items():
-            if v is not None:
-                os.environ[k] = str(v)
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def execute_notebook(src, out_dir=None, parameters=None, kernel=None, cwd=None, threads=None, log_output=False):
-    """Execute one notebook with papermill into out_dir/<name>.ipynb; the source is never written.
-
-    papermill writes to a hidden temporary file in out_dir, which then replaces the executed copy
-    (os.replace, atomic). A failed execution goes to <name>.failed.ipynb beside it (it shows the
-    failing cell) and never replaces a good copy; a later success removes it.
-    `threads` is exported as TINYGPT_TORCH_THREADS to the kernel. The working directory of the
-    kernel is `cwd` (default: the source's folder). Never raises for a failing notebook: returns
-    {notebook, status ("ok" or "FAILED"), seconds, started_at, error (first line), output, kernel}.
-    """
-    import papermill as pm
-
-    src = Path(src).resolve()
-    out_dir = Path(out_dir or BOOK_DIR).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dest = out_dir / src.name
-    if dest == src:
-        raise ValueError(f"the executed copy would overwrite its source {src}; choose another out_dir")
-    kernel = kernel or notebook_kernel(src)
-    result = dict(notebook=src.stem, status="ok", seconds=0.0, started_at=_now(), error="", output=None,
-                  kernel=kernel)
-    fd, tmp = tempfile.mkstemp(prefix=f".{src.stem}.", suffix=".running.ipynb", dir=out_dir)
-    os.close(fd)
-    _chmod_like_new_file(tmp)
-    t0 = time.perf_counter()
-    try:
-        with _environ(**{THREADS_ENV: threads, "TINYGPT_PRESET": (parameters or {}).get("preset")}):
-            pm.execute_notebook(str(src), tmp, parameters=dict(parameters or {}), kernel_name=kernel,
-                                cwd=str(cwd or src.parent), progress_bar=False, log_output=log_output)
-    except Exception as e:  # the notebook's error, a kernel that died or could not start…
-        result.update(status="FAILED", error=_first_line(e))
-    except BaseException:  # interrupted: keep the previous executed copy, drop the partial one
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    result["seconds"] = round(time.perf_counter() - t0, 2)
-    failed = dest.with_suffix(".failed.ipynb")
-    if os.path.getsize(tmp) > 0:
-        _unpair(tmp, stamp=dict(preset=(parameters or {}).get("preset"), started_at=result["started_at"],
-                                seconds=result["seconds"], status=result["status"]))
-        os.replace(tmp, failed if result["status"] != "ok" else dest)
-        result["output"] = str(failed if result["status"] != "ok" else dest)
-        if result["status"] == "ok":
-            failed.unlink(missing_ok=True)
-    else:  # papermill failed before writing anything (say, an unreadable source)
-        Path(tmp).unlink(missing_ok=True)
-    return result
-
-
-def _unpair(path, stamp=None):
-    """Drop the jupytext pairing an executed copy inherits from its source: no .py twins in book/.
-
-    `stamp` (preset, start, wall seconds…) goes into the copy's metadata as "tinygpt_run".
-    """
-    try:
-        nb = json.loads(Path(path).read_text(encoding="utf-8"))
-        jt = nb["metadata"].get("jupytext")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return
-    paired = isinstance(jt, dict) and "formats" in jt
-    if paired:
-        del jt["formats"]
-        if not jt:
-            del nb["metadata"]["jupytext"]
-    if stamp:
-        nb["metadata"]["tinygpt_run"] = stamp
-    if paired or stamp:
-        Path(path).write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 # ------------------------------------------------------------------------------ executing many
-
-def cpu_count():
-    """CPUs this process may use (its affinity mask where the platform has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
 
 def stages(paths, pretrained=False):
     """The order notebooks must run in: [01…], [the chapters], [the conclusions].
@@ -312,8 +211,9 @@ def pretrain(paths, parameters, jobs, progress=True):
     """Train every run the notebooks will ask for, `jobs` at a time; returns (seconds, number of runs).
 
     One pool for all chapters keeps every core busy to the end (chapters trained in parallel
-    finish at different times and leave cores idle). Each worker gets CPUs // jobs threads: two
-    single-thread processes on two cores train about 1.4× faster than one with two threads.
+    finish at different times and leave cores idle). Each run trains with its own thread count
+    (experiments.BOOK_THREADS, one): two single-thread processes on two cores train about 1.4× faster
+    than one with two threads, and a run's numbers do not depend on --jobs.
     """
     from .experiments import ensure_runs
     from .study import chapter_runs
@@ -335,7 +235,7 @@ def pretrain(paths, parameters, jobs, progress=True):
 
 
 def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=None, out_dir=None,
-                  progress=True, log_output=False, timings=None, executor=None):
+                  progress=True, log_output=False, timings=None, executor=None, cell_timeout=None):
     """Execute the selected notebooks with parameters preset=<preset> plus `overrides`.
 
     The notebooks run in `stages` (01 first, the conclusions last); with jobs > 1, up to `jobs`
@@ -345,14 +245,13 @@ def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, note
     (`study.chapter_runs`) are trained first in one pool of `jobs` processes (`pretrain`), then
     every chapter runs in one parallel stage, the last chapters (which do the most work) first;
     retrain=True leaves the training to the notebooks. A failing notebook does not stop the others.
-    Returns one result dict per notebook, in name order; `timings` (a dict) receives the training
-    stage's seconds and run count.
+    Every cell may run `cell_timeout` seconds (default: the preset's, CELL_TIMEOUTS). Returns one
+    result dict per notebook, in name order; `timings` (a dict) receives the training stage's seconds
+    and run count.
     """
     from tqdm.auto import tqdm
 
-    from ..data import absolute_path_env
-
-    absolute_path_env()  # kernels start in notebooks/: a relative TINYGPT_DATA_SOURCE must not be read from there
+    environ.absolute_path_env()  # kernels start in notebooks/: a relative TINYGPT_DATA_SOURCE must not be read there
     notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
     out_dir = Path(out_dir or default_out_dir(preset))
     if out_dir.resolve() == notebooks_dir.resolve():
@@ -360,8 +259,10 @@ def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, note
     paths = find_notebooks(notebooks_dir, select)
     check_overrides(paths, overrides)
     parameters = {"preset": preset, **(overrides or {})}
+    timeout = cell_timeout_of(preset, cell_timeout)
+    before_run(preset, out_dir, parameters.get("out_dir") or None)
     jobs = max(1, int(jobs))
-    user_threads = os.environ.get(THREADS_ENV)
+    user_threads = environ.get(THREADS_ENV)
 
     def threads_for(n_parallel):
         return user_threads or max(1, cpu_count() // n_parallel)
@@ -381,7 +282,8 @@ def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, note
         bar.write(f"{res['notebook']}: {res['status']} in {res['seconds']:.1f} s"
                   + (f" — {res['error']}" if res["error"] else ""), file=sys.stderr)
 
-    kwargs = dict(out_dir=out_dir, parameters=parameters, kernel=kernel, cwd=notebooks_dir, log_output=log_output)
+    kwargs = dict(out_dir=out_dir, parameters=parameters, kernel=kernel, cwd=notebooks_dir, log_output=log_output,
+                  cell_timeout=timeout)
     order = stages(paths)
     if (jobs > 1 or executor == "ray") and not parameters.get("retrain"):  # Ray: the cluster trains, not the kernels
         bar.set_postfix_str("training")
@@ -406,113 +308,25 @@ def run_notebooks(preset, select=None, jobs=1, kernel=None, overrides=None, note
 
 
 def _run_parallel(paths, jobs, threads, kwargs, done, bar):
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
+
+    from .executors import pinned_pool, submit_interruptible
 
     bar.set_postfix_str(f"{', '.join(p.stem[:2] for p in paths)}: {jobs} at a time")
-    # spawn, not fork: the parent holds threads (tqdm's monitor, torch's pools) that fork would copy half-alive
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(execute_notebook, p, threads=threads, **kwargs): p for p in paths}
+    with pinned_pool(jobs) as pool:  # Ctrl-C: the workers stop their kernels and remove their partial copies
+        futures = {submit_interruptible(pool, execute_notebook, p, threads=threads, **kwargs): p for p in paths}
         for fut in as_completed(futures):
             path = futures[fut]
             try:
                 res = fut.result()
             except Exception as e:  # the worker process itself died
-                res = dict(notebook=path.stem, status="FAILED", seconds=0.0, started_at=_now(),
-                           error=_first_line(e), output=None, kernel=kwargs.get("kernel"))
+                res = dict(notebook=path.stem, status="FAILED", seconds=0.0, started_at=now(),
+                           error=first_line(e), output=None, kernel=kwargs.get("kernel"))
             done(res)
 
 
-def format_summary(results):
-    """A plain-text table: notebook, status, seconds, first line of the error."""
-    rows = [("notebook", "status", "seconds", "error")]
-    rows += [(r["notebook"], r["status"], f"{r['seconds']:.1f}", r["error"]) for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = []
-    for i, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]), row[3]]
-        lines.append("  ".join(cells).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths) + "  -----")
-    ok = sum(r["status"] == "ok" for r in results)
-    total = sum(r["seconds"] for r in results)
-    lines.append(f"{ok} of {len(results)} notebooks ran without error ({total:.1f} s of notebook time)")
-    return "\n".join(lines)
-
-
-def _device(preset, overrides):
-    """Where the notebooks' models run: the preset's device (smoke is CPU-only) resolved here."""
-    try:
-        import torch
-    except ImportError:
-        return "unknown (torch not importable by the runner)"
-    device = "auto"
-    try:
-        from . import presets
-
-        if preset in presets.PRESETS:
-            device = presets.PRESETS[preset].get("device", "auto")
-    except Exception:
-        pass
-    device = str((overrides or {}).get("device", device))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"{device} ({platform.processor() or platform.machine()}, {cpu_count()} CPUs)"
-
-
-def _atomic_write_json(path, data):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    _chmod_like_new_file(tmp)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_run_log(results, preset, out_dir=None, overrides=None, jobs=1, timings=None):
-    """Record each notebook's last run in out_dir/_run_log.json (merged with the notebooks already there).
-
-    {"notebooks": {"01_baseline": {"preset", "notebook", "status", "seconds", "started_at", "error",
-    "parameters", "kernel", "jobs", "python", "torch", "device"}, …}, "updated_at": …}
-    """
-    path = Path(out_dir or BOOK_DIR) / RUN_LOG
-    try:
-        log = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(log.get("notebooks"), dict):
-            raise ValueError
-    except (OSError, ValueError, AttributeError):
-        log = {"notebooks": {}}
-    try:
-        import torch
-
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = None
-    device = _device(preset, overrides)
-    for r in results:
-        log["notebooks"][r["notebook"]] = dict(
-            preset=preset, notebook=r["notebook"], status=r["status"], seconds=r["seconds"],
-            started_at=r["started_at"], error=r["error"], parameters={"preset": preset, **(overrides or {})},
-            kernel=r.get("kernel"), jobs=jobs, python=platform.python_version(), torch=torch_version, device=device)
-    log["notebooks"] = dict(sorted(log["notebooks"].items()))
-    log["preset"] = preset  # the folder's preset: `book run` publishes into book/ only at book/'s own
-    log["updated_at"] = _now()
-    if timings:  # the whole command: wall clock and the shared training stage
-        log["last_command"] = dict(preset=preset, jobs=jobs, parameters={"preset": preset, **(overrides or {})},
-                                   notebooks=[r["notebook"] for r in results], finished_at=_now(), **timings)
-    _atomic_write_json(path, log)
-    return path
-
-
 def run(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=None, out_dir=None,
-        progress=True, log_output=False, executor=None, gpus_per_run=None):
+        progress=True, log_output=False, executor=None, gpus_per_run=None, cell_timeout=None):
     """`tinygpt book run`: execute, print the summary table, write the run log. 0 only if all passed.
 
     Without out_dir, a preset other than the published book's goes to build/book-<preset>/, with the
@@ -520,20 +334,21 @@ def run(preset, select=None, jobs=1, kernel=None, overrides=None, notebooks_dir=
     executor/gpus_per_run (executors.py) reach every ensure_runs, the notebooks' too, as environment variables.
     """
     from .executors import EXECUTOR_ENV, GPUS_ENV
-    if out_dir is None and preset != published_preset():
+    if out_dir is None and preset != published_preset(BOOK_DIR):
         out_dir = default_out_dir(preset)
-        print(f"preset {preset} is not the published book's ({published_preset()}): executed copies go to "
+        print(f"preset {preset} is not the published book's ({published_preset(BOOK_DIR)}): executed copies go to "
               f"{out_dir} (pass --out-dir {BOOK_DIR} to publish them)", file=sys.stderr)
+        check_out_dir(out_dir, option="the output folder")
         out_dir.mkdir(parents=True, exist_ok=True)
         for p in BOOK_DIR.glob("*"):  # _config.yml, _toc.yml, intro.md, references.bib: a buildable book
             if p.is_file() and p.suffix in (".yml", ".md", ".bib"):
                 shutil.copy2(p, out_dir / p.name)
     out_dir = Path(out_dir or BOOK_DIR)
     timings, t0 = {}, time.perf_counter()
-    with _environ(**{EXECUTOR_ENV: executor, GPUS_ENV: gpus_per_run}):
+    with env_vars(**{EXECUTOR_ENV: executor, GPUS_ENV: gpus_per_run}):
         results = run_notebooks(preset, select=select, jobs=jobs, kernel=kernel, overrides=overrides,
                                 notebooks_dir=notebooks_dir, out_dir=out_dir, progress=progress,
-                                log_output=log_output, timings=timings, executor=executor)
+                                log_output=log_output, timings=timings, executor=executor, cell_timeout=cell_timeout)
     timings["wall_seconds"] = round(time.perf_counter() - t0, 2)
     log = write_run_log(results, preset, out_dir=out_dir, overrides=overrides, jobs=jobs, timings=timings)
     if "training_seconds" in timings:

@@ -91,7 +91,7 @@ CLOSE_NATS = 0.01  # a head start is "closed" once the mean gap of the periodic 
 
 
 def scale_comparison(preset=REFERENCE, root=None):
-    """A scale's runs and main table (results.main_table), with each tag's best iteration and the final
+    """A scale's runs and main table (study.main_table), with each tag's best iteration and the final
     checkpoint's difference to the baseline: what over-fitting does to a comparison of final checkpoints.
 
     Returns (runs, table, final) where final has one row per variant: diff, lo, hi, p, p (Holm), verdict of
@@ -99,7 +99,8 @@ def scale_comparison(preset=REFERENCE, root=None):
     """
     import pandas as pd
 
-    from .results import compare, main_table
+    from .results import compare
+    from .study import main_table
 
     runs, table = main_table(preset, root)
     if runs.empty:

@@ -150,11 +150,11 @@ def train_and_compare(planned, jobs=1, retrain=False, root=None, device="auto"):
     """Load-or-train a chapter's planned runs; return (runs table, comparison with the baseline).
 
     `retrain` applies to the variants only: the baseline's seeds belong to chapter 01. The comparison is the
-    chapter's rows of the scale's main table (results.main_table: Holm over every variant trained at this
-    preset), so that a variant gets the same verdict on every page.
+    chapter's rows of the scale's main table (main_table: Holm over every variant trained at this preset), so
+    that a variant gets the same verdict on every page.
     """
     from .experiments import ensure_runs
-    from .results import load_runs, main_table
+    from .results import load_runs
     base = [r for r in planned if r.name == "baseline"]
     ours = [r for r in planned if r.name != "baseline"]
     ensure_runs(base, jobs=jobs, root=root, need_model=True, device=device)
@@ -166,3 +166,19 @@ def train_and_compare(planned, jobs=1, retrain=False, root=None, device="auto"):
     n_seeds = max((r.seed + 1 for r in ours), default=None)
     _, table = main_table(preset, root, n_seeds, len(base))
     return df, table[table.tag.isin(set(df.tag))].reset_index(drop=True)
+
+
+def main_table(preset, root=None, n_seeds=None, baseline_seeds=None):
+    """The scale's main table: every variant and control against the baseline, one family for Holm.
+
+    Chapters 02–04 show their rows of it, so that a variant gets one verdict on every page. Seeds beyond
+    n_seeds (baseline_seeds for the baseline) are left out where given; runs not trained yet are absent.
+    """
+    from .results import compare, load_runs
+    runs = load_runs(preset, root, tags={"baseline", *ALL_NAMES})
+    if runs.empty:
+        return runs, runs
+    limit = [baseline_seeds if t == "baseline" else n_seeds for t in runs.tag]
+    runs = runs[[lim is None or s < lim for s, lim in zip(runs.seed, limit)]].reset_index(drop=True)
+    return runs, compare(runs)
+
