@@ -8,7 +8,7 @@ test builds the venv from the interpreter running it (3.11 in CI, where torch's 
 (pyzmq, rpds-py) are pure Python or abi3, the same files on either version.
 """
 
-import importlib.util
+import importlib
 import json
 import os
 import re
@@ -25,10 +25,11 @@ IMAGE = ["numpy", "pandas", "scipy", "matplotlib", "seaborn", "tqdm"]  # beside 
 
 
 def _device_wheels():
-    spec = importlib.util.spec_from_file_location("device_wheels", ROOT / "scripts" / "device_wheels.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    sys.path.insert(0, str(ROOT / "scripts"))  # scripts/ is not a package
+    try:
+        return importlib.import_module("device_wheels")
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
 
 
 def test_wheel_selection_leaves_out_what_the_image_has(tmp_path):
