@@ -143,13 +143,23 @@ class NanoGPT(nn.Module):
 
 # ----------------------------------------------------------------------------- the two training steps
 
-def nanogpt_step_fn(cfg, data_dir):
-    """nanoGPT train.py's loop body (gradient_accumulation_steps=1, CPU, float32)."""
+def nanogpt_step_fn(cfg, data_dir, device="cpu", compile=False, log_interval=1):
+    """nanoGPT train.py's loop body (gradient_accumulation_steps=1): on CPU float32; on CUDA as its train.py
+    sets up a GPU: bf16 autocast (float16 with a GradScaler where bf16 is missing), TF32 matmuls, fused AdamW,
+    pinned non-blocking batch copies, `loss.item()` every log_interval steps, torch.compile if asked."""
+    cuda = device.startswith("cuda")
     torch.manual_seed(1337)
-    model = NanoGPT(cfg.model)
-    opt = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), "cpu")
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
-    ctx = contextlib.nullcontext()
+    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model = NanoGPT(cfg.model).to(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and dtype == torch.float16)
+    opt = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
+                                     "cuda" if cuda else "cpu")
+    if compile:
+        model = torch.compile(model)
+    ctx = torch.amp.autocast(device_type="cuda", dtype=dtype) if cuda else contextlib.nullcontext()
     B, T = cfg.batch_size, cfg.model.block_size
 
     def get_batch():
@@ -157,12 +167,15 @@ def nanogpt_step_fn(cfg, data_dir):
         ix = torch.randint(len(data) - T, (B,))
         x = torch.stack([torch.from_numpy((data[i:i + T]).astype(np.int64)) for i in ix])
         y = torch.stack([torch.from_numpy((data[i + 1:i + 1 + T]).astype(np.int64)) for i in ix])
+        if cuda:
+            return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
         return x, y
 
     X, Y = get_batch()
+    it = 0
 
     def step():
-        nonlocal X, Y
+        nonlocal X, Y, it
         with ctx:
             _, loss = model(X, Y)
         X, Y = get_batch()
@@ -172,7 +185,8 @@ def nanogpt_step_fn(cfg, data_dir):
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
-        return loss.item()
+        it += 1
+        return loss.item() if it % log_interval == 0 else None
 
     return step
 

@@ -8,7 +8,7 @@ test builds the venv from the interpreter running it (3.11 in CI, where torch's 
 (pyzmq, rpds-py) are pure Python or abi3, the same files on either version.
 """
 
-import importlib.util
+import importlib
 import json
 import os
 import re
@@ -25,10 +25,11 @@ IMAGE = ["numpy", "pandas", "scipy", "matplotlib", "seaborn", "tqdm"]  # beside 
 
 
 def _device_wheels():
-    spec = importlib.util.spec_from_file_location("device_wheels", ROOT / "scripts" / "device_wheels.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    sys.path.insert(0, str(ROOT / "scripts"))  # scripts/ is not a package
+    try:
+        return importlib.import_module("device_wheels")
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
 
 
 def test_wheel_selection_leaves_out_what_the_image_has(tmp_path):
@@ -53,6 +54,19 @@ def test_flops_and_plan_of_a_chunk():
     assert throughput.fit_seeds("gpu", ["01", "02"], chunk, 2e6, three["minutes"] * 60, 3) == 3
     assert throughput.fit_seeds("gpu", ["01", "02"], chunk, 2e6, three["minutes"] * 60 * 0.7, 3) == 2
     assert throughput.fit_seeds("gpu", ["01", "02"], chunk, 2e6, 1.0, 3) == 1
+
+
+def test_probe_times_every_step_path_and_picks_the_shortest_run():
+    """On CPU every path but compile is the eager step (no CUDA graphs); the probe still times each in a fresh
+    process, keeps the one whose run is shortest (steps plus warm-up) and then packs processes on it."""
+    from tinygpt.book import throughput
+    logs = []
+    out = throughput.probe("smoke", counts=(1, 2), seconds=0.5, paths=("eager", "graphs"), log=logs.append)
+    assert set(out["paths"]) == {"eager", "graphs"} and out["step"] in out["paths"]
+    runs = {k: v["run_s"] for k, v in out["paths"].items()}
+    assert runs[out["step"]] == min(runs.values())
+    assert [r["n"] for r in out["rows"]][:1] == [1] and out["n"] in (1, 2)
+    assert any("one process, graphs" in line for line in logs)
 
 
 @pytest.mark.slow
@@ -108,3 +122,31 @@ def test_device_script_at_smoke_in_a_device_like_venv(tmp_path):
     proc = subprocess.run(["bash", script, "smoke", "--check"], env={**env, "OUT": str(tmp_path / "out2")},
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "nothing installed" in proc.stdout, proc.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_book_run_takes_the_probes_step_path(tmp_path):
+    """The 2026-12-04 lease's first call trained nothing: its probe found that compiling does not pay and the
+    script passed `--set compile=False` to `book run`, which takes notebook parameters only. The probe's step
+    path now reaches every run as TINYGPT_STEP; here a probe that chose the eager path (compile off) drives the
+    script's own `book run` call at the smoke preset, in this venv (no wheels to install)."""
+    if not (SOURCE / "tinyshakespeare" / "input.txt").is_file():
+        pytest.skip(f"no raw text at {SOURCE}")
+    probe = dict(json.loads((ROOT / "results" / "bench" / "h200-probe.json").read_text()), step="eager", n=1)
+    (tmp_path / "probe.json").write_text(json.dumps(probe))
+    (tmp_path / "whl").mkdir()
+    out, build = tmp_path / "out", tmp_path / "build"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TINYGPT_", "PYTHONPATH"))}
+    env.update(OUT=str(out), PYTHON=sys.executable, WHL=str(tmp_path / "whl"), BUILD=str(build),
+               PROBE=str(tmp_path / "probe.json"), TINYGPT_DATA_SOURCE=str(SOURCE))
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "device_book.sh"), "smoke", "01", "--seeds", "2",
+                           "--no-smoke", "--deadline", "900"], env=env, capture_output=True, text=True, timeout=1000)
+    log = (out / "device.log").read_text()
+    assert proc.returncode == 0, log[-3000:]
+    assert "step path: TINYGPT_STEP=eager, 1 runs at once" in log
+    assert "unknown notebook parameter" not in log
+    for seed in (0, 1):
+        metrics = json.loads((build / "results" / "smoke" / "baseline" / f"seed{seed}" / "metrics.json").read_text())
+        assert metrics["step_path"] == "eager" and metrics["iters"] == 40
+    assert json.loads((out / "probe.json").read_text())["step"] == "eager"  # the probe used comes back
+

@@ -4,6 +4,7 @@ The equations are re-implemented here in float64 from variants.md, from capture'
 only; they share no code with tinygpt.variants.
 """
 
+import dataclasses
 import math
 import os
 from contextlib import nullcontext
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import tinygpt
+import tinygpt.dispatch
 from tinygpt import GPT, GPTConfig
 from tinygpt import variants as V
 from tinygpt.attention import (
@@ -27,6 +29,7 @@ from tinygpt.attention import (
 )
 
 VARIANTS = list(tinygpt.VARIANTS)
+HARD_SPAN = ("hard_window", "learned_span")
 SPAN_VARIANTS = ("soft_window", "hard_window", "learned_span")
 GATE_VARIANTS = ("structure_gate", "output_gate")
 EPS = 1e-10  # the hard window's ε (variants.md)
@@ -178,7 +181,7 @@ def test_probs_follow_the_equation(variant):
         torch.testing.assert_close(layer.probs.double(), expected, atol=ATOL, rtol=0)
         # not trivially so: the weights are far from uniform and (for offsets) from the plain softmax
         assert (layer.probs - causal_softmax(torch.zeros(L, L))).abs().max() > 0.1
-        if variant not in ("baseline",) + V.STRUCTURE + ("output_gate",):
+        if V.PIECES[variant].offset is not None:
             assert (layer.probs - causal_softmax(layer.scores)).abs().max() > 1e-3
 
 
@@ -256,7 +259,7 @@ def small_span_model(variant):
     return model
 
 
-@pytest.mark.parametrize("variant", V.HARD_SPAN)
+@pytest.mark.parametrize("variant", HARD_SPAN)
 def test_hard_window_drops_keys_beyond_the_span(variant):
     model = small_span_model(variant)
     cap = tinygpt.capture(model, tokens(2, L))
@@ -271,7 +274,7 @@ def test_hard_window_drops_keys_beyond_the_span(variant):
         torch.testing.assert_close((layer.probs * within).sum(-1), torch.ones_like(layer.span), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("variant", V.HARD_SPAN)
+@pytest.mark.parametrize("variant", HARD_SPAN)
 @pytest.mark.parametrize("short", [False, True])
 def test_hard_window_span_gets_gradients(variant, short):
     model = small_span_model(variant) if short else model_for(variant, noise=0.05)
@@ -388,7 +391,7 @@ def test_dense_structure_equals_explicit(stats):
 def test_structure_gate_training_path_is_dense_and_equals_explicit(monkeypatch):
     """On CPU the structure gate trains on the dense path; it gives capture's loss and every gradient."""
     calls = []
-    monkeypatch.setattr(tinygpt.model, "attend_dense_structure",
+    monkeypatch.setattr(tinygpt.dispatch, "attend_dense_structure",
                         lambda *a, **kw: calls.append(kw["stats"]) or attend_dense_structure(*a, **kw))
     model = model_for("structure_gate").train()  # dropout 0
     idx, targets = tokens(2, L), tokens(2, L, seed=1)
@@ -448,7 +451,10 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 @pytest.mark.parametrize("device", DEVICES)
-def test_flex_window_gradients_equal_dense(device):
+def test_flex_window_gradients_equal_dense(device, monkeypatch):
+    if device == "cpu":  # eager FlexAttention's own backward (see test_flex_window_with_dropout_equals_dense)
+        import torch.nn.attention.flex_attention as flex
+        monkeypatch.setattr(flex, "_validate_device", lambda *a: None)
     g = torch.Generator().manual_seed(0)
     B, H, T, D = 1, 4, 256, 16
     q, k, v = (torch.randn(B, H, T, D, generator=g).to(device) for _ in range(3))
@@ -460,17 +466,47 @@ def test_flex_window_gradients_equal_dense(device):
         (fn(qq, k, v, ss) * w).sum().backward()
         return qq.grad, ss.grad
 
-    try:
-        flex = grads(attend_flex_window)
-    except NotImplementedError as e:
-        if device != "cpu" or "backward on CPU" not in str(e):
-            raise
-        pytest.skip(f"torch {torch.__version__}: FlexAttention has no backward on CPU ({e}); "
-                    "the dense path's gradients are checked in test_dense_window_gradients")
+    flex = grads(attend_flex_window)
     dense = grads(dense_window)
     for name, a, b in zip(("q", "span"), flex, dense):
         assert b.abs().max() > 1e-3
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0, msg=name)
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_window_with_dropout_equals_dense(monkeypatch):
+    """Two FlexAttention passes give SDPA's attention dropout (weights p·m/(1 − p), not renormalised) with the
+    same mask m: output and gradients of q, k, v and σ, float64. Eager FlexAttention is a dense reference
+    implementation with a backward of its own; torch refuses it on CPU only because its compiled kernels
+    have none, so the device check is lifted here. Rows whose every key is dropped are included (σ < 2)."""
+    import torch.nn.attention.flex_attention as flex
+    monkeypatch.setattr(flex, "_validate_device", lambda *a: None)
+    g = torch.Generator().manual_seed(0)
+    B, H, T, D, p = 2, 4, 96, 8, 0.3
+    q, k, v, w = (torch.randn(B, H, T, D, generator=g, dtype=torch.float64) for _ in range(4))
+    span = mixed_spans(B, H, T, g).double()
+    span[:, 0, :8] = 1.2  # only the key d = 0 in the window: dropped with probability p
+    torch.manual_seed(5)
+    keep = torch.empty(B, H, T, T, dtype=torch.bool).bernoulli_(1 - p)  # the mask attend_flex_window draws next
+    assert (~keep[:, 0, :8].diagonal(dim1=-2, dim2=-1)).any()
+
+    def dense(q, k, v, span):
+        logits = q @ k.transpose(-2, -1) / math.sqrt(D) + V.ramp_offset(span, V.distances(T, "cpu").double())
+        return (causal_softmax(logits) * keep / (1 - p)) @ v
+
+    results = []
+    for fn in (lambda *a: attend_flex_window(*a, dropout_p=p), dense):
+        torch.manual_seed(5)
+        leaves = [t.clone().requires_grad_() for t in (q, k, v, span)]
+        y = fn(*leaves)
+        (y * w).sum().backward()
+        results.append([y] + [t.grad for t in leaves])
+    for name, a, b in zip(("y", "q", "k", "v", "span"), *results):
+        assert torch.isfinite(a).all() and b.abs().max() > 1e-3, name
+        # the dense ramp leaves ε-sized weights beyond the span where FlexAttention leaves exact zeros
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
+    # not vacuous: the dropout changed the output
+    assert (results[0][0] - attend_flex_window(q, k, v, span)).abs().max() > 0.1
 
 
 @pytest.mark.parametrize("dense_window", [dense_window, attend_hard_window], ids=["autograd", "by_hand"])
@@ -529,7 +565,7 @@ def test_hard_window_by_hand_keeps_epsilon_in_float32():
     torch.testing.assert_close(y, dense_window(q, k, v, span), atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("variant", V.HARD_SPAN)
+@pytest.mark.parametrize("variant", HARD_SPAN)
 def test_hard_window_training_path_equals_explicit(variant):
     """The model's training path (the hand-written hard window on CPU) gives capture's explicit path's
     logits, loss and every parameter's gradient."""
@@ -648,19 +684,28 @@ def test_trains_and_reloads(variant, data_env, tmp_path):
 
 # ----------------------------------------------------------------------------- configuration
 
-@pytest.mark.parametrize("variant", V.WINDOWS)
-def test_window_variants_need_distances(variant):
-    assert set(V.WINDOWS) == {"soft_window", "hard_window", "learned_span", "alibi"}
-    with pytest.raises(ValueError, match="block_size"):
-        config(variant, block_size=1)
-    config(variant, block_size=2)
-    config("baseline", block_size=1)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_block_size_1_runs_or_is_refused(variant):
+    """A model whose attention needs distances i − j refuses block_size 1 by name; every other one runs at T = 1."""
+    try:
+        model = GPT(config(variant, block_size=1)).train()
+    except ValueError as e:
+        assert variant in ("soft_window", "hard_window", "learned_span", "alibi") and "block_size" in str(e)
+        config(variant, block_size=2)
+        return
+    logits, loss = model(tokens(2, 1), tokens(2, 1, seed=1))
+    loss.backward()
+    assert logits.shape == (2, 1, 65) and torch.isfinite(loss)
 
 
 @pytest.mark.parametrize("span_init", [0.0, -0.5, float("nan"), float("inf")])
 def test_span_init_must_be_positive(span_init):
     with pytest.raises(ValueError, match="span_init"):
         config("hard_window", span_init=span_init)
+
+
+def test_every_variant_has_its_pieces():
+    assert list(V.PIECES) == VARIANTS
 
 
 def test_unknown_variant():
@@ -713,7 +758,7 @@ def offset_params(model):
 @pytest.mark.parametrize("variant, per_head", [(v, False) for v in CHANNEL_VARIANTS] + [("key_importance", True)])
 def test_offset_channels_equal_explicit(variant, per_head, monkeypatch):
     """The fused path's q/k channels give the explicit path's logits and every parameter's gradient (fp32)."""
-    monkeypatch.setattr(tinygpt.model, "ALIBI_MASK_MAX_T", 0)  # alibi's channels even at this short context
+    monkeypatch.setattr(tinygpt.dispatch, "ALIBI_MASK_MAX_T", 0)  # alibi's channels even at this short context
     model = model_for(variant, key_importance_per_head=per_head).train()  # dropout 0: both paths deterministic
     idx, targets = tokens(2, L), tokens(2, L, seed=1)
     fused = loss_and_grads(model, idx, targets, explicit=False)
@@ -728,7 +773,7 @@ def test_offset_channels_equal_explicit(variant, per_head, monkeypatch):
         assert explicit[2][name].abs().max() > 1e-4, name  # the offset's parameters are trained: not vacuous
     # not vacuous: without its offset the model's logits are far from these
     for block in model.transformer.h:
-        block.attn.channels = block.attn.offset = lambda *args: None
+        block.attn.attend = dataclasses.replace(block.attn.attend, offset_kind=None)
     with torch.no_grad():
         assert (model(idx)[0] - fused[0]).abs().max() > 1e-2
 
@@ -738,7 +783,7 @@ def test_offset_channels_equal_explicit(variant, per_head, monkeypatch):
 def test_offset_channels_run_on_the_flash_kernel(variant, alibi_mask_max_t, monkeypatch):
     """No T×T tensor with a gradient: with the math fallback disabled the training step still runs."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    monkeypatch.setattr(tinygpt.model, "ALIBI_MASK_MAX_T", alibi_mask_max_t)  # alibi: channels, then its mask
+    monkeypatch.setattr(tinygpt.dispatch, "ALIBI_MASK_MAX_T", alibi_mask_max_t)  # alibi: channels, then its mask
     model = model_for(variant).train()
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):  # raises if SDPA would need its math path
         _, loss = model(tokens(2, L), tokens(2, L, seed=1))
@@ -771,7 +816,7 @@ def test_offset_channels_exact_at_block_size_1024(variant):
     same cancellation in σ's gradient Σ_j g_ij·(j − c), where Σ_j g_ij = 0: a few ulps of 440.
     """
     T = T_LONG
-    assert T > tinygpt.model.ALIBI_MASK_MAX_T  # alibi runs on its channels here
+    assert T > tinygpt.dispatch.ALIBI_MASK_MAX_T  # alibi runs on its channels here
     model = model_for(variant, n_layer=1, block_size=T).train()
     if variant == "soft_window":  # σ from 1.2 tokens (a = −8) to several T: the steepest slopes are the hardest
         with torch.no_grad():

@@ -1,6 +1,6 @@
 """Attention kernels: one fused call for training, an explicit one for analysis, a dense one with a
 hand-written backward for the structure on CPU, and two for the hard window (dense with a hand-written
-backward on CPU, block-sparse FlexAttention on CUDA).
+backward on CPU, block-sparse FlexAttention on CUDA). dispatch.py chooses which one a variant takes.
 
 The fused and explicit paths take q, k, v of shape (B, H, T, D) and an optional additive logit
 `offset` broadcastable to (B, H, T, T) (the sum of every variant's offsets), apply the causal mask
@@ -42,12 +42,13 @@ def _pad_to(t, width):
     return t if t.size(-1) == width else F.pad(t, (0, width - t.size(-1)))
 
 
-def attend_fused(q, k, v, offset=None, *, channels=None, stats=None, block_size, dropout_p=0.0):
+def attend_fused(q, k, v, offset=None, *, channels=None, stats=None, block_size, dropout_p=0.0, align=1):
     """Training path. `stats`: None, "positions" (rel, sd) or "all" (also mean_logit).
 
     `channels`: (qc, kc), broadcastable to (B, H, T, n) each: a logit offset Σ_c qc_ic·kc_jc (see
     variants.soft_window_channels) added as n extra q/k channels, so the flash kernel applies it with
-    no T×T tensor. `offset`: a dense (…, T, T) offset instead (SDPA's attn_mask).
+    no T×T tensor. `offset`: a dense (…, T, T) offset instead (SDPA's attn_mask). `align`: with extra
+    channels, the head size is padded with zero columns to a multiple of this (CUDA's kernels want 8).
     """
     B, H, T, D = q.shape
     mask = None if offset is None else causal_bias(offset.to(q.dtype), T)
@@ -72,9 +73,10 @@ def attend_fused(q, k, v, offset=None, *, channels=None, stats=None, block_size,
         k = torch.cat([k, kc.to(k.dtype).expand(B, H, T, n)], dim=-1)
     # Flash kernels want one head size for q, k and v (else SDPA falls back to its slow T×T math
     # path): zero columns on q and k leave every score q·k as it was, zero value columns give zero
-    # outputs; the scale stays 1/√D.
-    # (no rounding up to a multiple of 8: on CPU at the cpu preset, 40 columns cost more than 33)
-    width = max(q.size(-1), values.size(-1))
+    # outputs; the scale stays 1/√D. CUDA's flash and memory-efficient kernels also want a multiple
+    # of 8 (65 columns fell to the math path: soft_window's step 1.48× the baseline's on an H200);
+    # on CPU at the cpu preset 40 columns cost more than 33, so align is 1 there.
+    width = -(-max(q.size(-1), values.size(-1)) // align) * align
     out = F.scaled_dot_product_attention(_pad_to(q, width), _pad_to(k, width), _pad_to(values, width),
                                          attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None,
                                          scale=1.0 / math.sqrt(D))
@@ -270,13 +272,20 @@ def window_block_mask(span, T, block=FLEX_BLOCK):
 
 
 _compiled_flex = None
+DROPPED_SCORE = -1e4  # a dropped key's score in the two-pass dropout: e^(−1e4) is 0 in float32, and never NaN
 
 
-def attend_flex_window(q, k, v, span, *, block=FLEX_BLOCK):
+def attend_flex_window(q, k, v, span, *, dropout_p=0.0, block=FLEX_BLOCK):
     """Hard window with FlexAttention: skips key blocks beyond every query's span.
 
     Numerically the dense path's softmax(s + log r), except that keys with d ≥ σ − 1 get exactly
     zero weight instead of the ε-sized weight of the dense ramp. span (B, H, T) in tokens.
+
+    With attention dropout (weights p_ij·m_ij / (1 − p), m_ij ~ Bernoulli(1 − p), not renormalised,
+    as SDPA's), in two passes, since FlexAttention's softmax renormalises over whatever it keeps:
+    the kept keys' softmax y' with lse' = log Σ_kept e^l, and the whole window's lse; then
+    y = y'·e^(lse' − lse) / (1 − p) = Σ_j p_ij·m_ij·v_j / (1 − p). No T×T float tensor: the mask m
+    is one byte per weight, saved for the backward.
     """
     global _compiled_flex
     from torch.nn.attention.flex_attention import BlockMask, flex_attention
@@ -288,17 +297,38 @@ def attend_flex_window(q, k, v, span, *, block=FLEX_BLOCK):
         z = 1.0 - (qi - kj + 1).to(torch.float32) / span[b, h, qi]
         return score + torch.log(1.0 - torch.exp(-torch.relu(z)) + RAMP_EPS)
 
-    def mask_mod(b, h, qi, kj):
-        return (kj <= qi) & (qi - kj + 1 < span[b, h, qi])
+    bound = span.detach()  # torch refuses a mask_mod buffer that requires grad (the mask has no gradient)
 
-    kv_num, kv_idx = window_block_mask(span.detach(), T, block)
+    def mask_mod(b, h, qi, kj):
+        return (kj <= qi) & (qi - kj + 1 < bound[b, h, qi])
+
+    kv_num, kv_idx = window_block_mask(bound, T, block)
     block_mask = BlockMask.from_kv_blocks(kv_num, kv_idx, BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(T, T))
     fn = flex_attention
     if q.is_cuda:  # eager FlexAttention is a dense reference; the speed comes from compiling it
         if _compiled_flex is None:
             _compiled_flex = torch.compile(flex_attention, dynamic=False)
         fn = _compiled_flex
-    return fn(q, k, v, score_mod=score_mod, block_mask=block_mask)
+    if not dropout_p:
+        return fn(q, k, v, score_mod=score_mod, block_mask=block_mask)
+    keep = torch.empty(B, H, T, T, dtype=torch.bool, device=q.device).bernoulli_(1.0 - dropout_p)
+
+    def kept_mod(score, b, h, qi, kj):
+        return torch.where(keep[b, h, qi, kj], score_mod(score, b, h, qi, kj), DROPPED_SCORE)
+
+    y_kept, lse_kept = _with_lse(fn, q, k, v, kept_mod, block_mask)
+    _, lse = _with_lse(fn, q, k, v, score_mod, block_mask)
+    scale = torch.exp(lse_kept - lse).unsqueeze(-1) / (1.0 - dropout_p)  # (B, H, T, 1), float32
+    return (y_kept * scale).to(q.dtype)
+
+
+def _with_lse(fn, q, k, v, score_mod, block_mask):
+    """FlexAttention's output and log-sum-exp (natural log) of the scores, (B, H, T) float32."""
+    from torch.nn.attention import flex_attention as flex
+    if hasattr(flex, "AuxRequest"):  # torch ≥ 2.9; return_lse is deprecated there
+        y, aux = fn(q, k, v, score_mod=score_mod, block_mask=block_mask, return_aux=flex.AuxRequest(lse=True))
+        return y, aux.lse
+    return fn(q, k, v, score_mod=score_mod, block_mask=block_mask, return_lse=True)
 
 
 def skipped_fraction(span, T, block=FLEX_BLOCK):

@@ -8,10 +8,12 @@ and ms/iter is the median of each variant's timings. Contention only ever slows 
 ratio of the fastest rounds (`ratio_fastest`, in the JSON) is a second, less noisy estimate. The command's
 `--processes N` runs all of this in N fresh processes, one after the other, and pools their rounds (`pool`).
 
-Peak memory: on CUDA, the allocator's peak during the warm-up steps. On CPU, a process's resident
-memory is shared by everything it ever allocated, so each variant's peak is measured in a fresh
-subprocess: the high-water mark of its resident set (VmHWM) over a few training steps, minus its
-resident set just before the first step (Python, torch, the model and the batch). The subprocess has
+Peak memory: on CUDA, the allocator's peak during the variant's construction and warm-up steps, less
+what was allocated before (the earlier variants' models stay allocated; the H200 figures of 2026-12-04
+still counted them). On CPU, a process's resident memory is shared by everything it ever allocated, so
+each variant's peak is measured in a fresh subprocess: the high-water mark of its resident set (VmHWM)
+over a few training steps, minus its resident set just before the first step (Python, torch, the model
+and the batch). The subprocess has
 the C allocator map every block of 64 KiB or more and return it on free, so this follows the live
 tensors and repeats to the MiB.
 
@@ -19,6 +21,7 @@ tensors and repeats to the MiB.
     python -m tinygpt bench --preset cpu --variant soft_window alibi --set block_size=1024 --rounds 3 --iters 2
 """
 
+import contextlib
 import json
 import os
 import statistics
@@ -31,27 +34,41 @@ import torch
 from .device import autocast_context, flush_denormals, keep_freed_memory, resolve_device
 from .model import GPT
 from .presets import make_config
+from .step import GraphStep, cuda_graph, one_step, step_path
 from .variants import VARIANTS
 
 
-def _step_fn(cfg, device, ctx):
+def _step_fn(cfg, device, ctx, path=None, capture=cuda_graph, batches=None):
+    """A training step on one fixed random batch, on `path` (step.StepPath; default: the path training takes,
+    step.step_path). A graphed step runs GraphStep.WARMUP eager steps, then captures and replays.
+    `batches()`: a fresh (x, y) for every step instead (data loading included, as in training)."""
+    path = path or step_path(cfg, device, dtype=autocast_context(device, cfg.dtype)[1])
     torch.manual_seed(0)
     model = GPT(cfg.model).to(device)
     opt = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
                                      "cuda" if device.startswith("cuda") else "cpu")
-    if cfg.compile:
+    if path.compile:
         model = torch.compile(model)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(cfg.model.vocab_size, (cfg.batch_size, cfg.model.block_size), generator=g).to(device)
     y = torch.randint(cfg.model.vocab_size, (cfg.batch_size, cfg.model.block_size), generator=g).to(device)
+    graph = GraphStep(model, opt, cfg, ctx, device, capture) if path.graphs else None
 
     def step():
-        with ctx:
-            loss = model(x, y)[1]
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        nonlocal x, y
+        if graph is not None and graph.ready:
+            loss = graph.step(x, y)
+        else:
+            with graph.warming() if graph is not None else contextlib.nullcontext():
+                loss = one_step(model, opt, x, y, ctx, cfg.grad_clip)
+        if batches is not None:
+            x, y = batches()  # drawn while the step runs (asynchronous on CUDA), as train() does
+        if graph is not None and not graph.ready:
+            graph.eager_steps += 1
+            graph.try_capture(x, y)
+            if graph.failed:
+                raise RuntimeError(f"CUDA graph capture failed: {graph.failed}")
+        return loss
 
     return step
 
@@ -59,6 +76,51 @@ def _step_fn(cfg, device, ctx):
 def _sync(device):
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def time_steps(preset, seconds, step="eager", barrier=None, variant="baseline", threads=None, **overrides):
+    """In this process: (warm-up seconds, steps, seconds) of the preset's training step on path `step`
+    (a TINYGPT_STEP value). The warm-up (GraphStep.WARMUP + 1 steps) includes compiling and capturing, where
+    the path does; `barrier` (a multiprocessing Barrier) starts several processes' timing together."""
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = make_config(preset, variant=variant, **overrides)
+    device = resolve_device(cfg.device)
+    ctx, dtype = autocast_context(device, cfg.dtype)
+    fn = _step_fn(cfg, device, ctx, step_path(cfg, device, dtype=dtype, choice=step))
+    t0 = time.perf_counter()
+    for _ in range(GraphStep.WARMUP + 1):
+        fn()
+    _sync(device)
+    warm = time.perf_counter() - t0
+    if barrier is not None:
+        barrier.wait()
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn()
+        steps += 1
+        if steps % 5 == 0:
+            _sync(device)
+    _sync(device)
+    return warm, steps, time.perf_counter() - t0
+
+
+def tokens_per_s_in_processes(n, preset, seconds, step="eager", pool=None):
+    """[tokens/s of each of n fresh processes] timing the preset's step on path `step` over the same window.
+
+    `pool(n)`: an executor of n processes (default: spawned ones; the book pins them to GPUs)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    cfg = make_config(preset)
+    tokens = cfg.batch_size * cfg.model.block_size
+    # on CPU the cores are shared out (two processes of two threads on two cores run many times slower)
+    threads = None if resolve_device(cfg.device).startswith("cuda") else max(1, (os.cpu_count() or 1) // n)
+    ctx = mp.get_context("spawn")  # fresh processes that have not touched CUDA
+    with ctx.Manager() as manager, (pool or (lambda k: ProcessPoolExecutor(k, mp_context=ctx)))(n) as ex:
+        barrier = manager.Barrier(n)
+        res = [f.result() for f in [ex.submit(time_steps, preset, seconds, step, barrier, threads=threads)
+                                    for _ in range(n)]]
+    return [steps * tokens / t for _, steps, t in res]
 
 
 def _rss_mb(field):
@@ -108,8 +170,12 @@ def cpu_peak_mb(preset, variant, overrides):
         return None
 
 
-def bench(preset="cpu", variants=("baseline",), iters=20, warmup=5, rounds=5, progress=True, **overrides):
-    """Rows of {variant, ms_per_iter, tokens_per_s, ratio, peak_mem_mb, mem_ratio}; ratios are to the baseline."""
+def bench(preset="cpu", variants=("baseline",), iters=20, warmup=5, rounds=5, progress=True, cpu_memory=True,
+          **overrides):
+    """Rows of {variant, ms_per_iter, tokens_per_s, ratio, peak_mem_mb, mem_ratio}; ratios are to the baseline.
+
+    The step is the one training takes (TINYGPT_STEP, else the config: step.step_path). cpu_memory=False skips
+    the CPU peaks (a subprocess per variant)."""
     variants = list(VARIANTS) if variants in ("all", ["all"], ("all",)) else list(variants)
     if "baseline" not in variants:
         variants = ["baseline"] + variants
@@ -120,15 +186,18 @@ def bench(preset="cpu", variants=("baseline",), iters=20, warmup=5, rounds=5, pr
         flush_denormals()  # as train() does
         keep_freed_memory()
     steps, times, peaks = {}, {v: [] for v in variants}, {}
+    cuda = device.startswith("cuda")
     for v in variants:
-        steps[v] = _step_fn(cfgs[v], device, ctx)
-        if device.startswith("cuda"):
+        if cuda:  # the variant's own peak: the earlier variants' models and optimizer states stay allocated
+            _sync(device)
             torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+        steps[v] = _step_fn(cfgs[v], device, ctx)
         for _ in range(warmup):
             steps[v]()
         _sync(device)
-        peaks[v] = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
-                    else cpu_peak_mb(preset, v, overrides))
+        peaks[v] = ((torch.cuda.max_memory_allocated() - before) / 2**20 if cuda
+                    else cpu_peak_mb(preset, v, overrides) if cpu_memory else None)
     others = [v for v in variants if v != "baseline"]
     order = ["baseline"] + [x for v in others for x in (v, "baseline")]  # every variant between two baselines
     bar = None

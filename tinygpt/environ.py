@@ -64,6 +64,13 @@ def _preset(text):
     return text
 
 
+def _step(text):
+    from .step import CHOICES
+    if text not in CHOICES:
+        raise ValueError(f"must be one of {', '.join(CHOICES)}")
+    return text
+
+
 VARIABLES = {  # name: (parser, what it sets, for the error message)
     "TINYGPT_DATA_SOURCE": (_existing, "the raw texts' folder, laid out like ../shared/data (default: download)"),
     "TINYGPT_DATA_DIR": (_folder, "where prepared data sets go (default: data/)"),
@@ -75,6 +82,7 @@ VARIABLES = {  # name: (parser, what it sets, for the error message)
                                     "where there are GPUs)"),
     "TINYGPT_RAY_CPUS": (_positive_int, "the CPUs of a local Ray (default: every CPU)"),
     "TINYGPT_PRESET": (_preset, "the preset `book run` passes to its kernels"),
+    "TINYGPT_STEP": (_step, "the training step's path (tinygpt/step.py; default: auto)"),
 }
 PATH_VARIABLES = ("TINYGPT_DATA_SOURCE", "TINYGPT_DATA_DIR", "TINYGPT_RESULTS")
 

@@ -13,16 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import variants as V
-from .attention import (
-    DENSE_STRUCTURE_MAX_T,
-    attend_dense_structure,
-    attend_explicit,
-    attend_flex_window,
-    attend_fused,
-    attend_hard_window,
-)
-
-ALIBI_MASK_MAX_T = 256  # alibi: a (1, H, T, T) mask up to this context, q/k channels beyond
+from .dispatch import Attend
 
 
 @dataclass
@@ -73,43 +64,13 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
-        self.block_size, self.variant, self.block_sparse = config.block_size, config.variant, config.block_sparse
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
-        v = config.variant
-        self.span = V.SpanPredictor(config) if v in ("soft_window", "hard_window") else (
-            V.HeadSpan(config) if v == "learned_span" else None)
-        self.key_importance = V.KeyImportance(config) if v == "key_importance" else None
-        self.gate = V.StructureGate(config) if v == "structure_gate" else (
-            V.OutputGate(config) if v == "output_gate" else None)
-        self.stats = "all" if v == "structure_gate" else ("positions" if v in V.STRUCTURE else None)
+        self.span, self.key_importance, self.gate = V.attention_modules(config)  # each None unless used
+        self.attend = Attend.from_config(config)  # the kernel: see dispatch.py
         self.record = None  # set to a dict by tinygpt.capture: then the explicit path runs and fills it
-
-    def offset(self, span, iota, T, device):
-        """Sum of the variant's logit offsets, (B|1, H|1, T, T), or None for plain causal attention."""
-        if self.variant == "alibi":
-            return V.alibi_offset(self.n_head, V.distances(T, device))
-        if span is not None:
-            d = V.distances(T, device)
-            return V.soft_window_offset(span, d) if self.variant == "soft_window" else V.ramp_offset(span, d)
-        if iota is not None:
-            return iota.unsqueeze(2)  # ι_j on every row: (B, K, 1, T)
-        return None
-
-    def channels(self, span, iota, T, device):
-        """The offset as extra q/k channels (qc, kc) for the fused path, where it is rank-few; else None."""
-        if self.variant == "alibi":
-            # A fixed offset needs no gradient, so the flash kernel takes it as a mask too: at short contexts
-            # that is cheaper than the channels (cpu preset, T = 64: 0.99× against 1.16× the baseline's step);
-            # at long ones the channels keep memory linear in T.
-            return V.alibi_channels(self.n_head, T, device) if T > ALIBI_MASK_MAX_T else None
-        if self.variant == "soft_window":
-            return V.soft_window_channels(span)
-        if iota is not None:
-            return V.key_importance_channels(iota)
-        return None  # the hard window's log-ramp is not rank-few: a dense offset
 
     def forward(self, x, iota=None):
         B, T, C = x.size()
@@ -118,26 +79,8 @@ class CausalSelfAttention(nn.Module):
         span = self.span(x) if self.span is not None else None  # (B|1, nh, T|1) tokens
         if self.key_importance is not None:
             iota = self.key_importance(x, iota)  # (B, 1|nh, T)
-        dropout = self.training and self.dropout > 0
-        if self.record is not None:  # the reference: the dense offset on materialised scores
-            y, stats, scores, probs = attend_explicit(q, k, v, self.offset(span, iota, T, x.device),
-                                                      block_size=self.block_size,
-                                                      dropout=self.attn_dropout)
-            self.record.update(scores=scores, probs=probs, stats=stats,
-                               span=None if span is None else span.expand(B, self.n_head, T))
-        elif span is not None and self.variant != "soft_window" and not dropout:
-            # the hard window without attention dropout: block-sparse FlexAttention on CUDA, else dense by hand
-            flex = q.is_cuda and self.block_sparse
-            y, stats = (attend_flex_window if flex else attend_hard_window)(q, k, v, span), None
-        elif self.stats == "all" and not q.is_cuda and T <= DENSE_STRUCTURE_MAX_T and not dropout:
-            # structure_gate on CPU at short contexts: dense weights with a hand-written backward beat D extra
-            # value channels for Σ p s (cpu preset: 0.93× the step; for rel and sd alone the channels win)
-            y, stats = attend_dense_structure(q, k, v, stats=self.stats, block_size=self.block_size)
-        else:
-            channels = self.channels(span, iota, T, x.device)
-            offset = None if channels is not None else self.offset(span, iota, T, x.device)
-            y, stats = attend_fused(q, k, v, offset, channels=channels, stats=self.stats,
-                                    block_size=self.block_size, dropout_p=self.dropout if self.training else 0.0)
+        y, stats = self.attend(q, k, v, span, iota, dropout_p=self.dropout if self.training else 0.0,
+                               dropout=self.attn_dropout, record=self.record)
         if self.gate is not None:
             g = self.gate(x, stats)  # (B, nh, T)
             y = y * g.unsqueeze(-1).to(y.dtype)
@@ -163,25 +106,23 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.variant, self.postnorm = config.variant, config.structure_mlp_postnorm
+        self.uses, self.postnorm = V.pieces(config).block, config.structure_mlp_postnorm
         self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config)
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
-        extra = 2 * config.n_head if config.variant == "structure_mlp" else 0
-        self.mlp = MLP(config, config.n_embd + extra)
-        self.structure = V.StructureMLPFeatures(config) if extra else (
-            V.StructureEmbedding(config) if config.variant == "structure_embedding" else None)
+        self.mlp = MLP(config, config.n_embd + V.mlp_extra_inputs(config))
+        self.structure = V.block_structure(config)  # structure → features (structure_mlp, structure_embedding)
 
     def forward(self, x, iota=None):
         a, stats, iota = self.attn(self.ln_1(x), iota)
-        if self.variant == "structure_mlp":
+        if self.uses == "mlp_input":  # structure_mlp: the structure joins the MLP's input
             feats = self.structure(stats)  # (B, T, 2H)
             if self.postnorm:  # (orig.) re-normalises the residual stream itself
                 x = self.ln_2(x + a)
                 return x + self.mlp(torch.cat([x, feats], dim=-1)), iota
             x = x + a
             return x + self.mlp(torch.cat([self.ln_2(x), feats], dim=-1)), iota
-        if self.variant == "structure_embedding":
+        if self.uses == "embedding":  # structure_embedding: full-width gates and shifts of the stream
             f_scale, f_bias, f_loc = self.structure(stats)
             x = x + a * (1 + f_scale) + f_bias
             return x + self.mlp(self.ln_2(x)) + f_loc, iota
@@ -203,7 +144,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying
         # ι⁰ from the embedding; each block then adds its own update
-        self.key_importance = V.KeyImportance(config) if config.variant == "key_importance" else None
+        self.key_importance = V.KeyImportance(config) if V.pieces(config).offset == "iota" else None
         self.apply(self._init_weights)
         for pn, p in self.named_parameters():
             if pn.endswith("c_proj.weight"):  # scaled residual projections (GPT-2)

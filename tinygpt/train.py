@@ -10,15 +10,18 @@ import dataclasses
 import math
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .checkpoint import deferred_interrupt, read_checkpoint, read_json, save_checkpoint, write_json
 from .data import load_dataset
 from .device import autocast_context, flush_denormals, keep_freed_memory, resolve_device
 from .model import GPT
 from .presets import TrainConfig
+from .step import GraphStep, step_path
 
 
 class TrainingDiverged(RuntimeError):
@@ -50,6 +53,38 @@ def _ddp_setup(device):
     return rank, int(os.environ["WORLD_SIZE"]), device
 
 
+# Tokens per no-grad forward pass of an evaluation, per device type. On CUDA a small batch is launch-bound (the
+# gpu preset's 200 batches of 16,384 tokens, one pass each, were a third of a run's FLOPs and more of its time),
+# so up to 32 batches go in one pass. On CPU stacked passes measured no faster (one thread; results/bench/cpu_speed.md),
+# so a CPU pass holds one batch and takes the model's own loss, as before.
+EVAL_TOKENS = {"cuda": 1 << 19}
+
+
+def batch_losses(model, xs, ys, ctx, device):
+    """[model(x, y)[1] for x, y in zip(xs, ys)], as a float32 CPU tensor, in a few stacked forward passes.
+
+    Passes hold up to EVAL_TOKENS tokens, and each batch's loss is taken from its rows of the logits as the
+    model takes it; that is bit for bit the per-batch loss on CPU (tests/test_eval.py), on CUDA equal to
+    rounding (other kernels for other shapes).
+    """
+    B, T = xs[0].shape
+    most = EVAL_TOKENS.get(torch.device(device).type, 0) // (B * T)
+    # passes of one size (a divisor of the count): a compiled kernel (the hard window's FlexAttention) then
+    # compiles once for them, not again for a shorter last pass
+    per = max(d for d in range(1, max(1, min(most, len(xs))) + 1) if len(xs) % d == 0)
+    losses = []
+    for i in range(0, len(xs), per):
+        x, y = torch.cat(xs[i:i + per]).to(device), torch.cat(ys[i:i + per]).to(device)
+        with ctx:
+            if per == 1:  # one batch a pass: the model's own loss, as nanoGPT's estimate_loss takes it
+                losses.append(model(x, y)[1])
+                continue
+            logits = model(x)[0]
+        losses += [F.cross_entropy(logits[j:j + B].reshape(-1, logits.size(-1)).float(), y[j:j + B].reshape(-1),
+                                   ignore_index=-1) for j in range(0, len(x), B)]
+    return torch.stack(losses).float().cpu()
+
+
 @torch.no_grad()
 def estimate_loss(model, data, cfg, iter_num, device, ctx):
     """Mean loss over eval_iters batches per split; its own generator, so training's is untouched."""
@@ -57,19 +92,16 @@ def estimate_loss(model, data, cfg, iter_num, device, ctx):
     out = {}
     for split in ("train", "val"):
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + iter_num + (split == "val"))
-        losses = torch.zeros(cfg.eval_iters)
-        for k in range(cfg.eval_iters):
-            x, y = data.get_batch(split, cfg.batch_size, cfg.model.block_size, gen, device,
+        batches = [data.get_batch(split, cfg.batch_size, cfg.model.block_size, gen, "cpu",
                                   fraction=cfg.data_fraction if split == "train" else 1.0)
-            with ctx:
-                losses[k] = model(x, y)[1].item()
-        out[split] = losses.mean().item()
+                   for _ in range(cfg.eval_iters)]
+        out[split] = batch_losses(model, *zip(*batches), ctx, device).mean().item()
     model.train()
     return out
 
 
 @torch.no_grad()
-def full_val_loss(model, data, block_size, device="cpu", batch=64):
+def full_val_loss(model, data, block_size, device="cpu", batch=64, ctx=None):
     """Mean loss over the whole validation split in non-overlapping windows: no sampling noise.
 
     The periodic evaluation (eval_iters random batches) picks the best checkpoint as nanoGPT does;
@@ -80,9 +112,12 @@ def full_val_loss(model, data, block_size, device="cpu", batch=64):
     n = (len(val) - 1) // block_size
     x = val[: n * block_size].view(n, block_size)
     y = val[1: n * block_size + 1].view(n, block_size)
+    starts = range(0, n, batch)
+    losses = batch_losses(model, [x[i:i + batch] for i in starts], [y[i:i + batch] for i in starts],
+                          ctx or nullcontext(), device)
     total = 0.0
-    for i in range(0, n, batch):
-        total += model(x[i:i + batch].to(device), y[i:i + batch].to(device))[1].item() * len(x[i:i + batch])
+    for i, loss in zip(starts, losses.tolist()):  # in double, as before: the same sum, in the same order
+        total += loss * len(x[i:i + batch])
     return total / n
 
 
@@ -248,9 +283,17 @@ def _evaluate_and_checkpoint(s, lr, train_seconds, steps, elapsed):
     return losses["val"]
 
 
-def _step(s, model, x, y, check):
-    """One optimizer step on (x, y), prefetching the next batch; returns (next x, next y, loss or None)."""
+def _step(s, model, x, y, check, graph=None):
+    """One optimizer step on (x, y), prefetching the next batch; returns (next x, next y, loss or None).
+
+    With a GraphStep that has captured the step, the step is its replay; until then (and where the capture
+    failed) the eager step below, which the graph records.
+    """
     cfg, lossf = s.cfg, None
+    if graph is not None and graph.ready:
+        loss = graph.step(x, y)
+        x, y = s.next_batch()
+        return x, y, _check_loss(s, loss.item()) if check else None
     for micro in range(cfg.gradient_accumulation_steps):
         if s.world > 1:
             model.require_backward_grad_sync = micro == cfg.gradient_accumulation_steps - 1
@@ -262,37 +305,46 @@ def _step(s, model, x, y, check):
         s.scaler.unscale_(s.optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     if check:
-        lossf = loss.item() * cfg.gradient_accumulation_steps
-        if not math.isfinite(lossf):
-            raise TrainingDiverged(f"training loss became {lossf} at iter {s.iter_num}; the last good checkpoint "
-                                   f"{s.ckpt_path} is intact. Lower learning_rate or check the data.")
+        lossf = _check_loss(s, loss.item() * cfg.gradient_accumulation_steps)
     s.scaler.step(s.optimizer)
     s.scaler.update()
     s.optimizer.zero_grad(set_to_none=True)
+    if graph is not None:
+        graph.eager_steps += 1
     return x, y, lossf
 
 
-def _finish(s, log):
-    """metrics.json: the periodic estimate's best, and the whole-split loss of the best and final weights."""
+def _check_loss(s, lossf):
+    if not math.isfinite(lossf):
+        raise TrainingDiverged(f"training loss became {lossf} at iter {s.iter_num}; the last good checkpoint "
+                               f"{s.ckpt_path} is intact. Lower learning_rate or check the data.")
+    return lossf
+
+
+def _finish(s, log, step):
+    """metrics.json: the periodic estimate's best, and the whole-split loss of the best and final weights.
+
+    `step`: the path the steps took (step.py), e.g. "compile+graphs"."""
     cfg, device = s.cfg, s.device
     best = min(s.history, key=lambda h: h["val_loss"])
     rates = [h["tokens_per_s"] for h in s.history if h["tokens_per_s"]]
     best_ckpt = read_checkpoint(s.out_dir / "best.pt", map_location=device)
-    with s.ctx:  # the best checkpoint (picked by the periodic estimate) and the final one, on the whole split
-        final_full = full_val_loss(s.raw_model, s.data, cfg.model.block_size, device)
-        if best_ckpt["iter_num"] == s.iter_num:  # the best is the final model: the same weights, the same number
-            full = final_full
-        else:
-            best_model = GPT(cfg.model).to(device)
-            best_model.load_state_dict(best_ckpt["model"])
-            full = full_val_loss(best_model, s.data, cfg.model.block_size, device)
+    # the best checkpoint (picked by the periodic estimate) and the final one, on the whole split
+    final_full = full_val_loss(s.raw_model, s.data, cfg.model.block_size, device, ctx=s.ctx)
+    if best_ckpt["iter_num"] == s.iter_num:  # the best is the final model: the same weights, the same number
+        full = final_full
+    else:
+        best_model = GPT(cfg.model).to(device)
+        best_model.load_state_dict(best_ckpt["model"])
+        full = full_val_loss(best_model, s.data, cfg.model.block_size, device, ctx=s.ctx)
     write_json(s.out_dir / "metrics.json", {
         "best_val_loss": best["val_loss"], "best_iter": best["iter"], "val_loss_full": full,
         "final_val_loss_full": final_full,
         "final_val_loss": s.history[-1]["val_loss"],
         "final_train_loss": s.history[-1]["train_loss"], "iters": s.iter_num, "params": s.raw_model.get_num_params(),
         "elapsed_s": s.history[-1]["elapsed_s"], "tokens_per_s": sorted(rates)[len(rates) // 2] if rates else None,
-        "device": device, "dtype": s.dtype, "world_size": s.world, "torch": torch.__version__})
+        "device": device, "dtype": s.dtype, "world_size": s.world, "torch": torch.__version__,
+        "step_path": step})
     log(f"best val loss {best['val_loss']:.4f} at iter {best['iter']} ({s.out_dir})")
 
 
@@ -313,8 +365,12 @@ def train(cfg: TrainConfig, out_dir, resume=False, progress=True, stop_at=None, 
 def _train(cfg, out_dir, resume, progress, stop_at, log):
     s = _setup(cfg, out_dir, resume, log)
     cfg, model = s.cfg, s.raw_model
-    if cfg.compile:
+    path = step_path(cfg, s.device, s.world, s.dtype)  # TINYGPT_STEP, else the config (step.py)
+    if path.note:
+        log(path.note)
+    if path.compile:
         model = torch.compile(model)
+    graph = GraphStep(model, s.optimizer, cfg, s.ctx, s.device) if path.graphs else None
     if s.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
         model = DDP(model, device_ids=[int(s.device.split(":")[1])] if s.device.startswith("cuda") else None)
@@ -327,8 +383,11 @@ def _train(cfg, out_dir, resume, progress, stop_at, log):
     x, y = s.next_batch()
     while True:
         lr = get_lr(s.iter_num, cfg)
-        for group in s.optimizer.param_groups:
-            group["lr"] = lr
+        if graph is not None:
+            graph.set_lr(lr)
+        else:
+            for group in s.optimizer.param_groups:
+                group["lr"] = lr
         if (s.iter_num % cfg.eval_interval == 0 or s.iter_num == cfg.max_iters) and not skip_eval:
             if s.master:
                 elapsed = s.elapsed0 + time.perf_counter() - t_session
@@ -339,7 +398,10 @@ def _train(cfg, out_dir, resume, progress, stop_at, log):
             finished = True
             break
         t0 = time.perf_counter()
-        x, y, lossf = _step(s, model, x, y, check=s.iter_num % check_every == 0)
+        if graph is not None:
+            graph.try_capture(x, y, log)
+        with graph.warming() if graph is not None else nullcontext():
+            x, y, lossf = _step(s, model, x, y, check=s.iter_num % check_every == 0, graph=graph)
         s.iter_num += 1
         t_train += time.perf_counter() - t0
         if bar is not None:
@@ -352,7 +414,7 @@ def _train(cfg, out_dir, resume, progress, stop_at, log):
     if bar is not None:
         bar.close()
     if finished and s.master:
-        _finish(s, log)
+        _finish(s, log, path.name if graph is None or not graph.failed else path.name + " (capture failed: eager)")
     if s.world > 1:
         from torch.distributed import destroy_process_group
         destroy_process_group()

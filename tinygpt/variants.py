@@ -9,10 +9,14 @@ small pieces below, never a copy of itself:
 - a *head gate* (B, H, T) on each head's output: `StructureGate`, `OutputGate`;
 - *structure features* (how far back, how widely, how strongly each head looks), consumed
   by `StructureGate`, `StructureMLPFeatures` and `StructureEmbedding`.
+
+`PIECES` (at the end) says which pieces each variant uses; it is the only place that maps variant
+names to pieces. attention.Attend picks the kernel that computes them.
 """
 
 import functools
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -30,12 +34,6 @@ VARIANTS = {
     "learned_span": "control: one learned hard-window span per head (Adaptive Attention Span, Sukhbaatar et al. 2019)",
     "output_gate": "control: sigmoid gate per head from the token's embedding (Gated Attention, Qiu et al. 2025)",
 }
-
-SOFT_SPAN = ("soft_window",)
-HARD_SPAN = ("hard_window", "learned_span")
-WINDOWS = SOFT_SPAN + HARD_SPAN + ("alibi",)
-STRUCTURE = ("structure_gate", "structure_mlp", "structure_embedding")
-GATES = ("structure_gate", "output_gate")
 
 RAMP_EPS = 1e-10  # ε of the hard-window ramp: keys beyond the span keep a vanishing weight
 SD_EPS = 1e-12  # ε inside the spread's square root
@@ -144,8 +142,12 @@ def soft_window_channels(span):
     return (inv if len(w) == 1 else inv * w), kc  # w = [1] up to 256 tokens
 
 
+@functools.lru_cache(maxsize=16)
 def alibi_channels(n_head, T, device):
-    """−m_h·(i − j) = −m_h·i + m_h·j: query channel m_h against key channel j. → (1, H, 1, n), (T, n)."""
+    """−m_h·(i − j) = −m_h·i + m_h·j: query channel m_h against key channel j. → (1, H, 1, n), (T, n).
+
+    Built once per (H, T, device) and never written to: the slopes come from the host, and a host-to-device
+    copy cannot be captured in a CUDA graph (step.GraphStep)."""
     kc, w = position_channels(T, device)
     return alibi_slopes(n_head).to(device).view(1, -1, 1, 1) * w, kc
 
@@ -262,11 +264,63 @@ class StructureEmbedding(nn.Module):
         return self.f_scale(f), self.f_bias(f), self.f_loc(f)
 
 
+# ----------------------------------------------------------------------------- which pieces each variant uses
+
+@dataclass(frozen=True)
+class Pieces:
+    """What a variant adds to nanoGPT's attention and block; each field None (off) reproduces the baseline."""
+
+    span: str | None = None  # σ: "query" (SpanPredictor, per head and token) or "head" (HeadSpan)
+    offset: str | None = None  # logit offset: "soft" (1 − (d+1)/σ), "ramp" (log r), "alibi", "iota" (ι_j)
+    gate: str | None = None  # head gate: "structure" (StructureGate) or "output" (OutputGate)
+    stats: str | None = None  # structure the attention returns: "positions" (rel, sd) or "all" (+ Σ p s)
+    block: str | None = None  # the block uses the structure as: "mlp_input" or "embedding"
+
+
+PIECES = {
+    "baseline": Pieces(),
+    "soft_window": Pieces(span="query", offset="soft"),
+    "hard_window": Pieces(span="query", offset="ramp"),
+    "key_importance": Pieces(offset="iota"),
+    "structure_gate": Pieces(gate="structure", stats="all"),
+    "structure_mlp": Pieces(stats="positions", block="mlp_input"),
+    "structure_embedding": Pieces(stats="positions", block="embedding"),
+    "alibi": Pieces(offset="alibi"),
+    "learned_span": Pieces(span="head", offset="ramp"),
+    "output_gate": Pieces(gate="output"),
+}
+DISTANCE_OFFSETS = ("soft", "ramp", "alibi")  # offsets of the distance i − j: they need block_size ≥ 2
+
+
+def pieces(config):
+    return PIECES[config.variant]
+
+
+def attention_modules(config):
+    """The attention's variant modules (span, key importance, head gate), each None unless the variant uses it."""
+    p = pieces(config)
+    span = {"query": SpanPredictor, "head": HeadSpan}[p.span](config) if p.span else None
+    key_importance = KeyImportance(config) if p.offset == "iota" else None
+    gate = {"structure": StructureGate, "output": OutputGate}[p.gate](config) if p.gate else None
+    return span, key_importance, gate
+
+
+def mlp_extra_inputs(config):
+    """Inputs the block's MLP takes beyond the stream: the 2H structure features of structure_mlp."""
+    return 2 * config.n_head if pieces(config).block == "mlp_input" else 0
+
+
+def block_structure(config):
+    """The block's module that turns the structure into features, or None."""
+    kind = pieces(config).block
+    return {"mlp_input": StructureMLPFeatures, "embedding": StructureEmbedding}[kind](config) if kind else None
+
+
 def check_config(config):
     """Raise a ValueError naming the field for combinations that cannot work."""
     if config.variant not in VARIANTS:
         raise ValueError(f"GPTConfig.variant={config.variant!r} is unknown; valid: {', '.join(VARIANTS)}")
-    if config.variant in WINDOWS and config.block_size < 2:
+    if pieces(config).offset in DISTANCE_OFFSETS and config.block_size < 2:
         raise ValueError(f"variant {config.variant!r} needs block_size ≥ 2 to have distances (got {config.block_size})")
     if not (config.span_init > 0 and math.isfinite(config.span_init)):
         raise ValueError(f"GPTConfig.span_init must be a positive number (got {config.span_init})")

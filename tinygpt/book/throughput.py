@@ -3,9 +3,10 @@
     python -m tinygpt.book.throughput probe --preset gpu --json probe.json   # prints the chosen N
     python -m tinygpt.book.throughput report RESULTS_DIR --preset gpu --run-log book/_run_log.json
 
-`probe` times the preset's training step in N processes at once (N = 1, 2, 4, 8, stopping when the
-total stops growing by 10 %), after one process has timed it eager and compiled: torch.compile is
-kept only if the time it saves over a whole run exceeds its compile time. `report` reads the
+`probe` times the preset's training step in one process on every step path (eager, compiled, one
+CUDA graph, both: tinygpt/step.py) and keeps the one whose whole run, compile and capture included,
+is shortest; then in N processes at once on that path (N = 1, 2, 4, 8, stopping when the total stops
+growing by 10 %). `report` reads the
 finished runs: tokens/s of each, tokens/s of all together over the training stage's wall time,
 and the model FLOPs utilisation (MFU) against the bf16 dense peak measured on an H200 here
 (~790 TFLOP/s; device README, KINDS.md).
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 H200_BF16_PEAK = 790e12  # FLOP/s: an 8192³ bf16 matmul measured on the lent H200 (KINDS.md)
@@ -38,69 +38,46 @@ def mfu(tokens_per_s, cfg, peak=H200_BF16_PEAK):
 
 # ------------------------------------------------------------------------------------------ probe
 
-def _time_steps(preset, seconds, compile_, barrier=None, variant="baseline"):
-    """In this process: (compile/warm-up seconds, steps, seconds) of the preset's training step."""
-    import torch
-
-    from ..bench import _step_fn, _sync
-    from ..device import autocast_context, resolve_device
-    from ..presets import make_config
-    cfg = make_config(preset, variant=variant, compile=compile_)
-    device = resolve_device(cfg.device)
-    ctx, _ = autocast_context(device, cfg.dtype)
-    torch.manual_seed(0)
-    step = _step_fn(cfg, device, ctx)
-    t0 = time.perf_counter()
-    for _ in range(3):  # the first steps compile (when asked) and warm the allocator
-        step()
-    _sync(device)
-    warm = time.perf_counter() - t0
-    if barrier is not None:  # every process measures over the same window
-        barrier.wait()
-    steps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        step()
-        steps += 1
-        if steps % 5 == 0:
-            _sync(device)
-    _sync(device)
-    return warm, steps, time.perf_counter() - t0
+PATHS = ("eager", "compile", "graphs", "compile+graphs")  # step.CHOICES but auto
 
 
-def probe(preset="gpu", counts=(1, 2, 4, 8), seconds=4.0, gain=1.10, log=print):
-    """Measure and choose: {compile, compile_s, eager/compiled ms per step, rows per N, n}."""
-    import multiprocessing as mp
+def probe(preset="gpu", counts=(1, 2, 4, 8), seconds=4.0, gain=1.10, log=print, paths=PATHS):
+    """Measure and choose: {step, paths (ms per step, warm-up s of each), rows per N, n}.
 
+    One process times every step path (step.py); the path chosen is the one whose whole run (max_iters
+    steps plus its compile and capture time) is shortest. Then N processes at once run that path.
+    """
+    from ..bench import time_steps, tokens_per_s_in_processes
     from ..presets import make_config
     from .executors import pinned_pool, visible_gpus
     cfg = make_config(preset)
     tokens = cfg.batch_size * cfg.model.block_size
-    out = {"preset": preset, "tokens_per_step": tokens, "flops_per_token": flops_per_token(cfg)}
+    out = {"preset": preset, "tokens_per_step": tokens, "flops_per_token": flops_per_token(cfg), "paths": {}}
     with pinned_pool(1, visible_gpus()[:1]) as pool:  # a fresh process, as a training worker is
-        _, n_e, t_e = pool.submit(_time_steps, preset, seconds, False).result()
-        out["eager_ms"], one = 1000 * t_e / n_e, n_e * tokens / t_e
-        if cfg.compile:
-            warm, n_c, t_c = pool.submit(_time_steps, preset, seconds, True).result()
-            out["compiled_ms"] = 1000 * t_c / n_c
-            out["compile_s"] = round(warm, 1)
-            saved = (out["eager_ms"] - out["compiled_ms"]) / 1000 * cfg.max_iters
-            out["compile"] = saved > warm  # compile pays when a whole run saves more than it costs
-            one = max(one, n_c * tokens / t_c) if out["compile"] else one
-            log(f"one process: eager {out['eager_ms']:.1f} ms/step, compiled {out['compiled_ms']:.1f} ms/step "
-                f"after {warm:.0f} s of compiling: compile {'pays' if out['compile'] else 'does not pay'} "
-                f"over {cfg.max_iters} steps ({saved:.0f} s saved)")
-        else:
-            out["compile"] = False
+        for path in paths:
+            try:
+                warm, n, t = pool.submit(time_steps, preset, seconds, path).result()
+            except Exception as e:  # a path that fails here (a capture, a compile) is not chosen
+                out["paths"][path] = {"error": f"{type(e).__name__}: {e}"[:300]}
+                log(f"one process, {path}: failed ({out['paths'][path]['error']})")
+                continue
+            ms = 1000 * t / n
+            out["paths"][path] = {"ms": round(ms, 3), "warm_s": round(warm, 1),
+                                  "run_s": round(ms / 1000 * cfg.max_iters + warm, 1)}
+            log(f"one process, {path}: {ms:.1f} ms/step after {warm:.0f} s of warm-up; "
+                f"{cfg.max_iters} steps in {out['paths'][path]['run_s']:.0f} s")
+    timed = {k: v for k, v in out["paths"].items() if "ms" in v}
+    if not timed:
+        raise RuntimeError(f"no step path ran: {out['paths']}")
+    out["step"] = min(timed, key=lambda k: timed[k]["run_s"])
+    out["compile"] = out["step"].startswith("compile")  # what device_book.sh read before the step paths
+    one = tokens / timed[out["step"]]["ms"] * 1000
     best = {"n": 1, "tokens_per_s": round(one), "per_run_tokens_per_s": round(one), "mfu": round(mfu(one, cfg), 4)}
     rows = [best]  # one process: measured above
     log(f"1 at once: {one:,.0f} tokens/s, MFU {mfu(one, cfg):.1%}")
     for n in [c for c in counts if c > 1]:  # n processes on one GPU
-        with mp.get_context("spawn").Manager() as manager, pinned_pool(n, visible_gpus()[:1]) as pool:
-            barrier = manager.Barrier(n)
-            res = [f.result() for f in [pool.submit(_time_steps, preset, seconds, out["compile"], barrier)
-                                        for _ in range(n)]]
-        per_run = [s * tokens / t for _, s, t in res]
-        total = sum(per_run)
+        total = sum(tokens_per_s_in_processes(n, preset, seconds, out["step"],
+                                              pool=lambda k: pinned_pool(k, visible_gpus()[:1])))
         rows.append({"n": n, "tokens_per_s": round(total), "per_run_tokens_per_s": round(total / n),
                      "mfu": round(mfu(total, cfg), 4)})
         log(f"{n} at once: {total:,.0f} tokens/s in all, {total / n:,.0f} per run, MFU {mfu(total, cfg):.1%}")
