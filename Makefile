@@ -46,7 +46,7 @@ lint: $(INSTALLED)
 check: lint
 	$(PY) -m pytest -q -m "not slow"
 
-# What travels to the GPU device machine (git-ignored; docs/gpu.md): the notebook tool chain as
+# What travels to the GPU device machine (git-ignored; book/gpu_plan.md): the notebook tool chain as
 # Python 3.12 wheels, and the raw texts (../shared does not travel).
 device-wheels: $(PY)
 	$(PY) scripts/device_wheels.py --dest .whl --python 3.12
