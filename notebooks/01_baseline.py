@@ -92,8 +92,7 @@ print(data.decode(data.tokens("val")[:300]))
 runs = study.chapter_runs("01_baseline", dict(preset=preset, n_seeds=n_seeds))
 dirs = ensure_runs(runs, jobs=jobs, retrain=retrain, root=root, need_model=True, device=device)
 table = load_runs(preset, root, tags=["baseline"])
-table[["tag", "seed", "best_val_loss", "val_loss_full", "best_iter", "final_train_loss", "elapsed_s", "tokens_per_s",
-       "device"]]
+table.set_index("seed")[["best_val_loss", "val_loss_full", "best_iter", "final_train_loss", "elapsed_s"]].round(4)
 
 # %% [markdown]
 # Figure 1.1 shows the training and validation loss over the run in one panel, mean over seeds with the

@@ -104,7 +104,7 @@ table = table[(table.tag != "baseline") | (table.seed < n_seeds)].assign(
 mu, sd = bl.val_loss_full.mean(), bl.val_loss_full.std(ddof=1)
 print(f"baseline: best val loss {mu:.4f} ± {sd:.4f} nats/char (mean ± std, {len(bl)} seeds); "
       f"gap {bl.gap.mean():+.4f}; {bl.params.iloc[0]:,} parameters")
-runs[["knob", "value", "seed", "val_loss_full", "diff", "z", "best_iter", "gap", "params", "elapsed_s"]].round(4)
+runs.set_index("tag")[["val_loss_full", "diff", "z", "best_iter", "gap", "params", "elapsed_s"]].round(4)
 
 # %% [markdown]
 # Figure 5.1 has one panel per knob: the baseline seeds (grey dots, mean ± std in dark grey) at the

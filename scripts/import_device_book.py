@@ -5,9 +5,10 @@
     python scripts/import_device_book.py book.tar.gz results.tar.gz --dry-run
 
 Accepts `scripts/device_book.sh`'s `book.tar.gz` and `results.tar.gz`, or folders laid out like their
-contents (`book/…ipynb`, `results/<preset>/<tag>/seed<k>/*.json`). Runs are copied byte for byte and never
-replace a different file already committed (the numbers are what the device measured: --overwrite to
-replace them knowingly). Executed pages at a preset other than the published book's go to
+contents (`book/…ipynb`, `results/<preset>/<tag>/seed<k>/*.json`). Runs are copied byte for byte. A run
+already committed stays as first measured (every chunk retrains the baseline, and GPU kernels reproduce a
+run only to rounding): the device's differing value is listed beside the committed one and nothing is
+copied over it, unless --overwrite. Executed pages at a preset other than the published book's go to
 book/<preset>/ with their run log; their papermill metadata gets paths relative to the repository (the
 device's absolute paths say nothing to a reader). Smoke pages and runs are a check, never imported.
 """
@@ -62,6 +63,15 @@ def pages(root):
             yield preset, nb
 
 
+def _headline(path):
+    """The number a reader compares two copies of a run by: its whole-split loss (or the file's size)."""
+    try:
+        m = json.loads(Path(path).read_text(encoding="utf-8"))
+        return f"val_loss_full {m['val_loss_full']:.4f}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{Path(path).stat().st_size} bytes"
+
+
 def relative_paths(nb_path, preset):
     """papermill's input and output paths as the repository names them."""
     nb = json.loads(nb_path.read_text(encoding="utf-8"))
@@ -87,7 +97,7 @@ def main(argv=None):
             for _preset, rel, f in run_files(root):
                 dest = repo / "results" / rel
                 if dest.exists() and dest.read_bytes() != f.read_bytes() and not args.overwrite:
-                    conflicts.append(dest)
+                    conflicts.append((dest, f))
                     continue
                 copied.append((f, dest, None))
             for preset, nb in pages(root):
@@ -97,8 +107,9 @@ def main(argv=None):
                 if log.exists():
                     copied.append((log, folder / "_run_log.json", None))
         if conflicts:
-            sys.exit("import_device_book: these committed files differ from the device's and were not replaced "
-                     "(--overwrite replaces them):\n  " + "\n  ".join(map(str, conflicts)))
+            print("kept as committed (the device's run differs; --overwrite replaces it):")
+            for dest, f in conflicts:
+                print(f"  {dest.relative_to(repo)}: {_headline(dest)} committed, {_headline(f)} on the device")
         for src, dest, text in dict(((d, (s, d, t)) for s, d, t in copied)).values():
             print(f"{'would copy' if args.dry_run else 'copy'} {src.name} -> {dest.relative_to(repo)}")
             if args.dry_run:
@@ -108,7 +119,7 @@ def main(argv=None):
                 shutil.copyfile(src, dest)
             else:
                 dest.write_text(text, encoding="utf-8")
-        if not copied:
+        if not copied and not conflicts:
             sys.exit("import_device_book: found no runs and no executed pages in " + ", ".join(args.sources))
     return 0
 

@@ -175,7 +175,7 @@ def test_the_built_site_shows_the_box_and_links_the_scales(tmp_path):
 
 # ----------------------------------------------------------------------------- bringing a device call's files in
 
-def test_device_files_come_in_unaltered_and_never_replace_committed_runs(tmp_path, script):
+def test_device_files_come_in_unaltered_and_never_replace_committed_runs(tmp_path, script, capsys):
     out = tmp_path / "device"
     run = out / "results" / "gpu" / "soft_window" / "seed0"
     run.mkdir(parents=True)
@@ -195,7 +195,9 @@ def test_device_files_come_in_unaltered_and_never_replace_committed_runs(tmp_pat
     page = json.loads((repo / "book" / "gpu" / "02_query_windows.ipynb").read_text())
     assert page["metadata"]["papermill"]["input_path"] == "notebooks/02_query_windows.ipynb"
     assert (repo / "book" / "gpu" / "_run_log.json").exists()
-    got.write_text('{"best_val_loss": 9.99}\n')  # a committed run that differs: refused, kept
-    with pytest.raises(SystemExit, match="differ"):
-        imp.main([str(tmp_path / "results.tar.gz"), "--repo", str(repo)])
+    got.write_text('{"val_loss_full": 9.99}\n')  # a committed run that differs: kept, both values listed
+    assert imp.main([str(tmp_path / "results.tar.gz"), "--repo", str(repo)]) == 0
     assert "9.99" in got.read_text()
+    assert "kept as committed" in capsys.readouterr().out
+    assert imp.main([str(tmp_path / "results.tar.gz"), "--repo", str(repo), "--overwrite"]) == 0
+    assert got.read_bytes() == (run / "metrics.json").read_bytes()
