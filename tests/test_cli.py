@@ -20,7 +20,7 @@ import torch
 from tinygpt.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = Path(os.environ.get("TINYGPT_DATA_SOURCE") or ROOT.parent / "shared" / "data")
+SOURCE = Path(os.environ.get("TINYGPT_DATA_SOURCE") or ROOT.parent / "shared" / "data").resolve()  # CI: relative
 SEP = "\n---------------\n"  # printed after each sample
 OPTIONS = {
     "prepare": ["--source", "--force", "shakespeare_char"],
@@ -130,6 +130,7 @@ def test_train_resume_with_other_settings_fails_cleanly(capsys, trained):
 
 
 def test_train_default_out_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYGPT_DATA_SOURCE", str(SOURCE))  # a relative one would be read from tmp_path
     monkeypatch.chdir(tmp_path)
     rc, stdout, _ = run_main(capsys, "train", "--preset", "smoke", "--set", "max_iters=2", "--set", "eval_interval=2",
                              "--set", "eval_iters=1", "--set", "variant=soft_window", "--no-progress")

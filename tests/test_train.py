@@ -19,7 +19,7 @@ from tinygpt.presets import PRESETS, TrainConfig, make_config, parse_overrides
 from tinygpt.train import TrainingDiverged, get_lr, load_history, train
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = Path(os.environ.get("TINYGPT_DATA_SOURCE") or ROOT.parent / "shared" / "data")
+SOURCE = Path(os.environ.get("TINYGPT_DATA_SOURCE") or ROOT.parent / "shared" / "data").resolve()  # CI: relative
 EVAL_KEYS = {"iter", "train_loss", "val_loss", "lr", "elapsed_s", "tokens_per_s"}
 RUN_FILES = ("config.json", "history.json", "ckpt.pt", "best.pt", "metrics.json")
 SMALL = dict(max_iters=10, eval_interval=4)  # evals at 0, 4, 8 and 10 (max_iters is always evaluated)
