@@ -145,6 +145,21 @@ def test_sigterm_raises_terminated_and_exit_codes():
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+def test_a_second_sigterm_does_not_cut_the_clean_up_short():
+    """A pool's manager thread SIGTERMs the remaining workers when one exits: a worker already cleaning up
+    after the first SIGTERM must finish (the book run's SIGTERM test once left a .running.ipynb so)."""
+    before, steps = signal.getsignal(signal.SIGTERM), []
+    with pytest.raises(signals.Terminated), signals.sigterm_raises():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
+            steps.append("cleaned up")
+    assert steps == ["cleaned up"] and signal.getsignal(signal.SIGTERM) == before
+
+
 def test_folder_lock_refuses_a_second_holder_and_removes_a_lock_only_folder(tmp_path):
     run = tmp_path / "a" / "b" / "run"
     with folder_lock(run):

@@ -32,6 +32,9 @@ def exit_code(interrupt):
 
 
 def _raise_terminated(signum, frame):
+    # one SIGTERM stops the command; a second one (a process pool terminates the workers left when one
+    # exits) must not cut the first one's clean-up short, so it is ignored until the block ends
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _sigterm.append(signum)
     raise Terminated()
 
