@@ -54,6 +54,18 @@ def test_parameters_cell_holds_commented_literals(path):
     assert {"preset", "out_dir"} <= {s.targets[0].id for s in ast.parse(tagged[0].source).body}
 
 
+def test_chapter_six_is_prose_and_figures():
+    """Chapter 6's analysis lives in the package: at most 200 lines of code in the notebook, and at most
+    120 of them shown on the page (the rest under hide-input)."""
+    nb = nbformat.read(ROOT / "notebooks" / "06_why_it_matches.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    lines = lambda cells: sum(1 for c in cells for ln in c.source.splitlines() if ln.strip())
+    hidden = {"hide-input", "remove-input", "remove-cell"}
+    shown = [c for c in code if not hidden & set(c.metadata.get("tags", []))]
+    assert lines(code) <= 200, f"chapter 6 holds {lines(code)} lines of code: move analysis into tinygpt/"
+    assert lines(shown) <= 120, f"chapter 6 shows {lines(shown)} lines of code: hide plotting cells"
+
+
 @pytest.fixture(scope="module")
 def smoke_book(tmp_path_factory):
     """Execute every chapter in order at the smoke preset into a temporary book and results folder."""
